@@ -1,0 +1,53 @@
+# A thin wrapper: installs what is missing (Debian 12), configures and builds with CMake, and
+# runs the daemons or the tests. Everything real lives in CMakeLists.txt and tests/.
+BUILD ?= build
+BUILD_ASAN ?= build-asan
+JOBS ?= $(shell nproc)
+SOCKET ?= /run/pyexec/sandboxd.sock
+
+# Debian packages the build, the jail and the tests need.
+DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev \
+	python3 python3-numpy python3-pandas python3-pytest python3-requests curl procps \
+	iproute2 util-linux passwd
+
+.PHONY: all deps build user run test test-asan bench check clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		[ "$$(id -u)" = 0 ] || { echo "run as root to install packages" >&2; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The account the gateway runs as: the one non-root peer sandboxd accepts.
+user:
+	@getent passwd pyexec >/dev/null || useradd --system --no-create-home \
+		--home-dir /nonexistent --shell /usr/sbin/nologin pyexec
+
+run: build user
+	exec $(BUILD)/sandboxd --socket $(SOCKET)
+
+test: build user
+	cd $(BUILD) && ctest --output-on-failure -j1
+
+test-asan: deps user
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DPYEXEC_SANITIZE=ON
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	cd $(BUILD_ASAN) && ctest --output-on-failure -j1
+
+bench: build user
+	cd $(BUILD) && ctest --output-on-failure -V -L bench
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,136 @@
+/* cgroup.c - picks the hierarchy and does what v1 and v2 jobs have in common. */
+#include "cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cgroup_util.h"
+#include "cleanup.h"
+
+static void cg_ctx_reset(struct cg_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	for (int i = 0; i < CG_V1_N; i++)
+		ctx->base_fd[i] = -1;
+}
+
+int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
+{
+	int r;
+
+	cg_ctx_reset(ctx);
+	*why = "";
+	if (strcmp(mode, "v1")) {
+		r = cg_v2_init(ctx, why);
+		if (r == 0 || !strcmp(mode, "v2"))
+			return r;
+		cg_fini(ctx);
+		cg_ctx_reset(ctx);
+	}
+	/* v2 lacks our controllers here (or v1 was asked for): every job still gets memory,
+	 * pids and CPU limits, from the v1 hierarchies. */
+	return cg_v1_init(ctx, why);
+}
+
+void cg_fini(struct cg_ctx *ctx)
+{
+	for (int i = 0; i < CG_V1_N; i++)
+		if (ctx->base_fd[i] >= 0)
+			close(ctx->base_fd[i]);
+	cg_ctx_reset(ctx);
+}
+
+const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len)
+{
+	if (ctx->version == 2)
+		snprintf(buf, len, "cgroup v2 at %s (swap limit %s, cgroup.kill %s)",
+			 ctx->base_path[0], ctx->swap_limited ? "on" : "off",
+			 ctx->v2_kill ? "yes" : "no");
+	else
+		snprintf(buf, len, "cgroup v1 fallback: memory at %s, pids at %s, cpu at %s (swap limit %s)",
+			 ctx->base_path[CG_MEMORY], ctx->base_path[CG_PIDS], ctx->base_path[CG_CPU],
+			 ctx->swap_limited ? "on" : "off");
+	return buf;
+}
+
+int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *ret)
+{
+	struct cg_job j = { .version = ctx->version, .oom_efd = -1 };
+	int r;
+
+	for (int i = 0; i < CG_V1_N; i++)
+		j.dir_fd[i] = j.procs_fd[i] = -1;
+	snprintf(j.name, sizeof(j.name), "job-%llu", (unsigned long long)++ctx->seq);
+	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j) : cg_v1_job_create(ctx, lim, &j);
+	if (r < 0) {
+		cg_job_close_child_fds(&j);
+		(void)cg_job_destroy(ctx, &j);
+		return r;
+	}
+	*ret = j;
+	return 0;
+}
+
+int cg_job_clone_fd(const struct cg_job *j)
+{
+	return j->version == 2 ? j->dir_fd[0] : -1;
+}
+
+int cg_job_attach_self(const struct cg_job *j)
+{
+	/* v1 has no CLONE_INTO_CGROUP: the child writes "0" (itself) into each cgroup.procs
+	 * through fds the daemon opened, before it runs anything else. */
+	for (int i = 0; i < CG_V1_N; i++)
+		if (j->procs_fd[i] >= 0 && write(j->procs_fd[i], "0", 1) != 1)
+			return -errno;
+	return 0;
+}
+
+int cg_job_kill(const struct cg_job *j)
+{
+	/* v1 has no cgroup.kill; the caller kills the job's PID namespace init, which takes
+	 * every task of the job with it (no task can leave the namespace: setns is denied). */
+	if (j->version == 2 && j->dir_fd[0] >= 0)
+		return cgu_write(j->dir_fd[0], "cgroup.kill", "1");
+	return 0;
+}
+
+int cg_job_stats(const struct cg_job *j, struct cg_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	return j->version == 2 ? cg_v2_job_stats(j, ret) : cg_v1_job_stats(j, ret);
+}
+
+void cg_job_close_child_fds(struct cg_job *j)
+{
+	for (int i = 0; i < CG_V1_N; i++)
+		if (j->procs_fd[i] >= 0) {
+			close(j->procs_fd[i]);
+			j->procs_fd[i] = -1;
+		}
+}
+
+int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j)
+{
+	int r = 0;
+
+	cg_job_close_child_fds(j);
+	for (int i = 0; i < CG_V1_N; i++) {
+		if (j->dir_fd[i] < 0)
+			continue;
+		if (unlinkat(ctx->base_fd[i], j->name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+			r = -errno;
+			continue; /* keep the fd: the caller retries */
+		}
+		close(j->dir_fd[i]);
+		j->dir_fd[i] = -1;
+	}
+	if (r == 0 && j->oom_efd >= 0) {
+		close(j->oom_efd);
+		j->oom_efd = -1;
+	}
+	return r;
+}

@@ -1,0 +1,60 @@
+/* cgroup.h - one cgroup per job: limits, kill, stats. cgroup v2 first, v1 as the fallback.
+ *
+ * The daemon creates and owns every job cgroup; it is never delegated to the job, and the job
+ * never sees cgroupfs (no mount of it in the jail). All files are written relative to dirfds.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum cg_v1_ctrl { CG_MEMORY, CG_PIDS, CG_CPU, CG_CPUACCT, CG_V1_N };
+
+struct cg_ctx {
+	int version;         /* 1 or 2 */
+	int base_fd[CG_V1_N]; /* v1: our "pyexec" dir per controller; v2: [0] only */
+	char base_path[CG_V1_N][1280];
+	bool v2_kill;         /* cgroup.kill exists (5.14+) */
+	bool swap_limited;    /* memsw / memory.swap.max can hold swap at 0 */
+	uint64_t seq;
+};
+
+struct cg_limits {
+	uint64_t memory_bytes;
+	uint64_t pids_max;
+	uint64_t cpu_percent; /* of one CPU */
+};
+
+struct cg_job {
+	int version;
+	int dir_fd[CG_V1_N];   /* v1: per controller; v2: [0] */
+	int procs_fd[CG_V1_N]; /* cgroup.procs opened for the child to write "0" into (v1) */
+	int oom_efd;           /* v1: eventfd signalled on OOM, or -1 */
+	char name[32];
+};
+
+struct cg_stats {
+	uint64_t cpu_ns;
+	uint64_t peak_bytes;
+	uint64_t oom_kills;
+};
+
+/* Detects the hierarchy (mode "auto", "v1" or "v2"), prepares our subtree, removes stale job
+ * cgroups of a previous run. Returns 0 or -errno; *why says what was missing. */
+int cg_init(struct cg_ctx *ctx, const char *mode, const char **why);
+void cg_fini(struct cg_ctx *ctx);
+/* Describes the hierarchy in use, for the start-up log line. */
+const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len);
+
+int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *ret);
+/* v2: the directory fd for CLONE_INTO_CGROUP; v1: -1 (the child attaches itself). */
+int cg_job_clone_fd(const struct cg_job *j);
+/* In the child, before anything else: join the job's v1 cgroups. No-op on v2. */
+int cg_job_attach_self(const struct cg_job *j);
+/* Kills every task of the job where the hierarchy can (v2 cgroup.kill). */
+int cg_job_kill(const struct cg_job *j);
+int cg_job_stats(const struct cg_job *j, struct cg_stats *ret);
+/* Closes the fds the child needed; call once the child has exec'ed or died. */
+void cg_job_close_child_fds(struct cg_job *j);
+/* Removes the cgroup. -EBUSY while tasks are still leaving: call again later. */
+int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j);

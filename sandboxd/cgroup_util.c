@@ -1,0 +1,131 @@
+/* cgroup_util.c - small cgroupfs readers and writers, always relative to a directory fd. */
+#include "cgroup_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+int cgu_write(int dirfd, const char *file, const char *val)
+{
+	_cleanup_close_ int fd = openat(dirfd, file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t len = strlen(val);
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, len) != (ssize_t)len)
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+int cgu_write_u64(int dirfd, const char *file, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return cgu_write(dirfd, file, buf);
+}
+
+int cgu_read(int dirfd, const char *file, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return (int)n;
+}
+
+int cgu_read_u64(int dirfd, const char *file, uint64_t *ret)
+{
+	char buf[64];
+	char *end;
+	int r = cgu_read(dirfd, file, buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
+	errno = 0;
+	*ret = strtoull(buf, &end, 10);
+	if (errno || end == buf)
+		return -EBADMSG;
+	return 0;
+}
+
+int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
+{
+	char buf[4096];
+	size_t klen = strlen(key);
+	int r = cgu_read(dirfd, file, buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
+	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (!strncmp(line, key, klen) && line[klen] == ' ') {
+			*ret = strtoull(line + klen + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int cgu_self_path(const char *ctrl, char *buf, size_t len)
+{
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	int r = -ENOENT;
+
+	if (!f)
+		return -errno;
+	/* Lines are "id:controllers:path"; v2 is "0::path". */
+	while (getline(&line, &cap, f) > 0) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = 0;
+		line[strcspn(line, "\n")] = 0;
+		c2[1 + strcspn(c2 + 1, "\n")] = 0;
+		bool match = false;
+		if (!*ctrl) {
+			match = !strcmp(line, "0") && c2 == c1 + 1;
+		} else {
+			/* The controller list may be combined, e.g. "cpu,cpuacct". */
+			char *save = NULL;
+			for (char *t = strtok_r(c1 + 1, ",", &save); t; t = strtok_r(NULL, ",", &save))
+				if (!strcmp(t, ctrl))
+					match = true;
+		}
+		if (match) {
+			snprintf(buf, len, "%s", c2 + 1);
+			r = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return r;
+}
+
+void cgu_remove_stale(int base_fd)
+{
+	_cleanup_close_ int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d)
+		return;
+	fd = -1; /* owned by d now */
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "job-", 4))
+			unlinkat(base_fd, de->d_name, AT_REMOVEDIR);
+	closedir(d);
+}

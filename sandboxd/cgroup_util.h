@@ -1,0 +1,26 @@
+/* cgroup_util.h - cgroupfs file helpers shared by the v1 and v2 backends (internal). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgroup.h"
+
+int cgu_write(int dirfd, const char *file, const char *val);
+int cgu_write_u64(int dirfd, const char *file, uint64_t v);
+/* Reads a small cgroupfs file into buf (NUL-terminated). Returns bytes or -errno. */
+int cgu_read(int dirfd, const char *file, char *buf, size_t len);
+int cgu_read_u64(int dirfd, const char *file, uint64_t *ret);
+/* Finds "key N" in a flat-keyed file such as memory.events or cpu.stat. */
+int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
+/* Our own path in a hierarchy from /proc/self/cgroup: "" for v2, a controller name for v1. */
+int cgu_self_path(const char *ctrl, char *buf, size_t len);
+/* Removes job-* directories a previous run left behind (empty ones only: rmdir). */
+void cgu_remove_stale(int base_fd);
+
+int cg_v1_init(struct cg_ctx *ctx, const char **why);
+int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j);
+int cg_v1_job_stats(const struct cg_job *j, struct cg_stats *ret);
+int cg_v2_init(struct cg_ctx *ctx, const char **why);
+int cg_v2_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j);
+int cg_v2_job_stats(const struct cg_job *j, struct cg_stats *ret);

@@ -1,0 +1,153 @@
+/* cgroup_v1.c - the fallback for hosts whose cgroup v2 has no controllers (this CI machine):
+ * memory, pids, cpu and cpuacct each live in their own v1 hierarchy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgroup_util.h"
+#include "cleanup.h"
+
+static const char *const v1_names[CG_V1_N] = { "memory", "pids", "cpu", "cpuacct" };
+
+/* Finds the mount point and mount root of the v1 hierarchy carrying `ctrl`. */
+static int v1_mount(const char *ctrl, char *mnt, size_t mlen, char *root, size_t rlen)
+{
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int r = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char froot[512], fmnt[512], fstype[64], opts[512];
+		char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %511s %511s", froot, fmnt) != 2 ||
+		    sscanf(dash + 3, "%63s %*s %511s", fstype, opts) != 2 || strcmp(fstype, "cgroup"))
+			continue;
+		char *save = NULL;
+		for (char *t = strtok_r(opts, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			if (!strcmp(t, ctrl)) {
+				snprintf(mnt, mlen, "%s", fmnt);
+				snprintf(root, rlen, "%s", froot);
+				r = 0;
+			}
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	return r;
+}
+
+int cg_v1_init(struct cg_ctx *ctx, const char **why)
+{
+	ctx->version = 1;
+	for (int i = 0; i < CG_V1_N; i++) {
+		char mnt[512], root[512], self[512], dir[1200];
+		const char *rel;
+		int r = v1_mount(v1_names[i], mnt, sizeof(mnt), root, sizeof(root));
+		if (r < 0) {
+			*why = "a v1 hierarchy for memory, pids, cpu or cpuacct is not mounted";
+			return r;
+		}
+		/* Nest under our own cgroup (a delegated subtree under systemd or a container
+		 * runtime); the mount may show only part of the hierarchy, so strip its root. */
+		if (cgu_self_path(v1_names[i], self, sizeof(self)) < 0)
+			snprintf(self, sizeof(self), "/");
+		rel = self;
+		if (strcmp(root, "/") && !strncmp(self, root, strlen(root)))
+			rel = self + strlen(root);
+		snprintf(dir, sizeof(dir), "%s%s/pyexec", mnt, strcmp(rel, "/") ? rel : "");
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			/* Our own cgroup is not visible at that path (no cgroup namespace): use the
+			 * hierarchy's root as the parent. */
+			snprintf(dir, sizeof(dir), "%s/pyexec", mnt);
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+				*why = "cannot create the pyexec cgroup in a v1 hierarchy";
+				return -errno;
+			}
+		}
+		ctx->base_fd[i] = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (ctx->base_fd[i] < 0) {
+			*why = "cannot open the pyexec v1 cgroup";
+			return -errno;
+		}
+		snprintf(ctx->base_path[i], sizeof(ctx->base_path[i]), "%s", dir);
+		cgu_remove_stale(ctx->base_fd[i]);
+	}
+	ctx->swap_limited = faccessat(ctx->base_fd[CG_MEMORY], "memory.memsw.limit_in_bytes", F_OK,
+				      0) == 0;
+	return 0;
+}
+
+int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j)
+{
+	int r, cfd;
+	char ev[64];
+
+	for (int i = 0; i < CG_V1_N; i++) {
+		/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir
+		 * then finds the directory the first one made, which is the same cgroup. */
+		if (mkdirat(ctx->base_fd[i], j->name, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		j->dir_fd[i] = openat(ctx->base_fd[i], j->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (j->dir_fd[i] < 0)
+			return -errno;
+		j->procs_fd[i] = openat(j->dir_fd[i], "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		if (j->procs_fd[i] < 0)
+			return -errno;
+	}
+	/* Memory: the limit, then memory+swap at the same value, so swap is 0. */
+	r = cgu_write_u64(j->dir_fd[CG_MEMORY], "memory.limit_in_bytes", lim->memory_bytes);
+	if (r < 0)
+		return r;
+	if (ctx->swap_limited) {
+		r = cgu_write_u64(j->dir_fd[CG_MEMORY], "memory.memsw.limit_in_bytes",
+				  lim->memory_bytes);
+		if (r < 0)
+			return r;
+	}
+	(void)cgu_write(j->dir_fd[CG_MEMORY], "memory.swappiness", "0");
+	r = cgu_write_u64(j->dir_fd[CG_PIDS], "pids.max", lim->pids_max);
+	if (r < 0)
+		return r;
+	r = cgu_write(j->dir_fd[CG_CPU], "cpu.cfs_period_us", "100000");
+	if (r < 0)
+		return r;
+	r = cgu_write_u64(j->dir_fd[CG_CPU], "cpu.cfs_quota_us", lim->cpu_percent * 1000);
+	if (r < 0)
+		return r;
+	/* v1 OOM kills one task; an eventfd on memory.oom_control tells us, so the daemon
+	 * can kill the whole job as v2's memory.oom.group=1 would. */
+	cfd = openat(j->dir_fd[CG_MEMORY], "memory.oom_control", O_RDONLY | O_CLOEXEC);
+	if (cfd < 0)
+		return -errno;
+	j->oom_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (j->oom_efd < 0) {
+		r = -errno;
+		close(cfd);
+		return r;
+	}
+	snprintf(ev, sizeof(ev), "%d %d", j->oom_efd, cfd);
+	r = cgu_write(j->dir_fd[CG_MEMORY], "cgroup.event_control", ev);
+	close(cfd);
+	return r;
+}
+
+int cg_v1_job_stats(const struct cg_job *j, struct cg_stats *ret)
+{
+	int r = cgu_read_u64(j->dir_fd[CG_CPUACCT], "cpuacct.usage", &ret->cpu_ns);
+
+	if (r < 0)
+		return r;
+	r = cgu_read_u64(j->dir_fd[CG_MEMORY], "memory.max_usage_in_bytes", &ret->peak_bytes);
+	if (r < 0)
+		return r;
+	r = cgu_read_key(j->dir_fd[CG_MEMORY], "memory.oom_control", "oom_kill", &ret->oom_kills);
+	return r == -ENOENT ? 0 : r;
+}

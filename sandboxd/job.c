@@ -1,0 +1,687 @@
+/* job.c - see job.h. A job's fds: the script pipe (we write), the result, stdout and stderr
+ * pipes (we read, into bounded buffers), the sync socket (the child's one request and its
+ * failure report), the pidfd (exit), the deadline timer and, on cgroup v1, the OOM eventfd. */
+#include "job.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "ids.h"
+#include "log.h"
+#include "runframe.h"
+#include "spawn.h"
+
+struct obuf {
+	char *data;
+	size_t len, max;
+	bool truncated;
+};
+
+enum job_state { J_QUEUED, J_RUNNING, J_CLEANUP };
+
+struct job {
+	TAILQ_ENTRY(job) link; /* in sbx.queue or sbx.active */
+	struct sbx *s;
+	enum job_state state;
+	uint64_t client_id;
+	job_done_fn done;
+	void *arg;
+
+	char *script;
+	size_t script_len, script_off;
+	uint32_t timeout_ms, memory_mb;
+
+	int slot;
+	pid_t pid;
+	int pidfd, fd_script, fd_result, fd_out, fd_err, fd_sync;
+	struct cg_job cg;
+	bool cg_made;
+	struct event *ev_pid, *ev_script, *ev_result, *ev_out, *ev_err, *ev_sync, *ev_timer,
+		*ev_oom, *ev_retry;
+	struct obuf out, err, result;
+	struct timespec t0;
+	unsigned cleanup_tries;
+
+	bool timed_out, cancelled, oom_seen, exec_ok;
+	int fail_stage, fail_err;
+	char fail_detail[52];
+};
+
+static void job_start(struct job *j);
+static void job_finish(struct job *j);
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - t0->tv_sec) * 1000 +
+	       (uint64_t)((now.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+static void obuf_add(struct obuf *b, const char *p, size_t n)
+{
+	size_t room = b->max - b->len;
+
+	/* Past the cap the job keeps running; the excess is dropped and flagged. */
+	if (n > room) {
+		b->truncated = true;
+		n = room;
+	}
+	if (n == 0)
+		return;
+	if (!b->data) {
+		b->data = malloc(b->max ? b->max : 1);
+		if (!b->data) {
+			b->truncated = true;
+			return;
+		}
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static void free_event(struct event **ev)
+{
+	if (*ev) {
+		event_free(*ev);
+		*ev = NULL;
+	}
+}
+
+struct job *job_new(struct sbx *s, uint64_t client_id, const struct proto_submit *sub,
+		    job_done_fn done, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->script = malloc(sub->script_len ? sub->script_len : 1);
+	if (!j->script) {
+		free(j);
+		return NULL;
+	}
+	memcpy(j->script, sub->script, sub->script_len);
+	j->script_len = sub->script_len;
+	j->s = s;
+	j->client_id = client_id;
+	j->done = done;
+	j->arg = arg;
+	j->timeout_ms = sub->timeout_ms ? sub->timeout_ms : (uint32_t)s->cfg->timeout_ms;
+	j->memory_mb = sub->memory_mb ? sub->memory_mb : (uint32_t)s->cfg->memory_mb;
+	j->slot = -1;
+	j->pidfd = j->fd_script = j->fd_result = j->fd_out = j->fd_err = j->fd_sync = -1;
+	j->out.max = s->cfg->stdout_max;
+	j->err.max = s->cfg->stderr_max;
+	j->result.max = s->cfg->result_max + 8;
+	return j;
+}
+
+uint64_t job_client_id(const struct job *j)
+{
+	return j->client_id;
+}
+
+static void job_free(struct job *j)
+{
+	free_event(&j->ev_pid);
+	free_event(&j->ev_script);
+	free_event(&j->ev_result);
+	free_event(&j->ev_out);
+	free_event(&j->ev_err);
+	free_event(&j->ev_sync);
+	free_event(&j->ev_timer);
+	free_event(&j->ev_oom);
+	free_event(&j->ev_retry);
+	close_fd(&j->pidfd);
+	close_fd(&j->fd_script);
+	close_fd(&j->fd_result);
+	close_fd(&j->fd_out);
+	close_fd(&j->fd_err);
+	close_fd(&j->fd_sync);
+	free(j->out.data);
+	free(j->err.data);
+	free(j->result.data);
+	free(j->script);
+	free(j);
+}
+
+static void report(struct job *j, const struct proto_result *r)
+{
+	job_done_fn done = j->done;
+
+	j->done = NULL;
+	if (done)
+		done(j, r, j->arg);
+}
+
+static void report_simple(struct job *j, uint16_t verdict, const char *msg)
+{
+	struct proto_result r = { .verdict = verdict, .message = msg,
+				  .message_len = (uint32_t)strlen(msg) };
+	report(j, &r);
+}
+
+/* Runs queued jobs while slots are free. */
+static void pump_queue(struct sbx *s)
+{
+	struct job *j;
+
+	while (s->running < s->cfg->max_running && (j = TAILQ_FIRST(&s->queue))) {
+		TAILQ_REMOVE(&s->queue, j, link);
+		s->queued--;
+		job_start(j);
+	}
+}
+
+int job_submit(struct job *j)
+{
+	struct sbx *s = j->s;
+
+	if (s->running < s->cfg->max_running && TAILQ_EMPTY(&s->queue)) {
+		job_start(j);
+		return 0;
+	}
+	if (s->queued >= s->cfg->max_queued) {
+		job_free(j);
+		return -EBUSY;
+	}
+	j->state = J_QUEUED;
+	TAILQ_INSERT_TAIL(&s->queue, j, link);
+	s->queued++;
+	return 0;
+}
+
+static void job_kill(struct job *j)
+{
+	/* SIGKILL to the job's init: the kernel then kills every task in its PID namespace,
+	 * which holds the whole job (setns is denied). The pidfd cannot hit a recycled pid. */
+	if (j->pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+	if (j->cg_made)
+		(void)cg_job_kill(&j->cg);
+}
+
+void job_cancel(struct job *j)
+{
+	if (j->state == J_QUEUED) {
+		TAILQ_REMOVE(&j->s->queue, j, link);
+		j->s->queued--;
+		report_simple(j, PROTO_V_CANCELLED, "Job cancelled");
+		job_free(j);
+		return;
+	}
+	if (j->state == J_RUNNING && !j->cancelled) {
+		j->cancelled = true;
+		job_kill(j);
+	}
+}
+
+void job_detach(struct job *j)
+{
+	j->done = NULL;
+	job_cancel(j);
+}
+
+/* ---- events ---- */
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	/* The deadline is enforced from outside with SIGKILL; the job cannot catch it. */
+	j->timed_out = true;
+	job_kill(j);
+}
+
+static void on_oom(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	uint64_t v;
+
+	/* cgroup v1 killed one task; finish the job as a whole, as memory.oom.group would. */
+	if (read(fd, &v, sizeof(v)) == sizeof(v)) {
+		j->oom_seen = true;
+		job_kill(j);
+	}
+}
+
+static bool drain(int *fd, struct obuf *b)
+{
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = read(*fd, buf, sizeof(buf));
+		if (n > 0) {
+			obuf_add(b, buf, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return false;
+		close_fd(fd); /* EOF or error: every writer is gone */
+		return true;
+	}
+}
+
+static void on_pipe(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	if (fd == j->fd_out && drain(&j->fd_out, &j->out))
+		free_event(&j->ev_out);
+	else if (fd == j->fd_err && drain(&j->fd_err, &j->err))
+		free_event(&j->ev_err);
+	else if (fd == j->fd_result && drain(&j->fd_result, &j->result))
+		free_event(&j->ev_result);
+}
+
+static void on_script(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	while (j->script_off < j->script_len) {
+		ssize_t n = write(j->fd_script, j->script + j->script_off,
+				  j->script_len - j->script_off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return; /* the event fires again when the pipe has room */
+		if (n <= 0)
+			break; /* EPIPE: the child is gone; its exit tells the rest */
+		j->script_off += (size_t)n;
+	}
+	/* EOF tells the runner the script is complete. */
+	free_event(&j->ev_script);
+	close_fd(&j->fd_script);
+}
+
+static void on_sync(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	struct spawn_msg m;
+	ssize_t n = recv(fd, &m, sizeof(m), MSG_DONTWAIT);
+	int r;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == sizeof(m) && m.kind == SPAWN_MSG_NEED_MAPS) {
+		if (j->state != J_RUNNING)
+			return; /* the child is dead already; nothing to map */
+		r = ids_write_maps(j->pid, j->pidfd, (uid_t)(j->s->cfg->uid_base + (uint64_t)j->slot));
+		if (r < 0) {
+			j->fail_stage = ST_ID_MAP;
+			j->fail_err = -r;
+			job_kill(j);
+			return;
+		}
+		m = (struct spawn_msg){ .kind = SPAWN_MSG_MAPS_DONE };
+		if (send(fd, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(m))
+			job_kill(j);
+		return;
+	}
+	if (n == sizeof(m) && m.kind == SPAWN_MSG_FAILED) {
+		j->fail_stage = m.stage;
+		j->fail_err = m.err;
+		memcpy(j->fail_detail, m.detail, sizeof(m.detail));
+		j->fail_detail[sizeof(j->fail_detail) - 1] = 0;
+		return;
+	}
+	/* EOF: execve closed the child's end (close-on-exec), so the jail is complete. */
+	if (n == 0 && !j->fail_stage)
+		j->exec_ok = true;
+	free_event(&j->ev_sync);
+	close_fd(&j->fd_sync);
+}
+
+static void on_job_exit(evutil_socket_t fd, short what, void *arg)
+{
+	job_finish(arg);
+}
+
+/* ---- start ---- */
+
+static int make_pipe(int fds[2], bool parent_reads)
+{
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	/* Only our end is non-blocking; the runner sees ordinary blocking pipes. */
+	if (fcntl(fds[parent_reads ? 0 : 1], F_SETFL, O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int job_spawn(struct job *j)
+{
+	struct sbx *s = j->s;
+	const struct config *c = s->cfg;
+	int p_script[2] = { -1, -1 }, p_res[2] = { -1, -1 }, p_out[2] = { -1, -1 },
+	    p_err[2] = { -1, -1 }, sp[2] = { -1, -1 };
+	struct cg_limits lim = { .memory_bytes = (uint64_t)j->memory_mb << 20,
+				 .pids_max = c->pids_max,
+				 .cpu_percent = c->cpu_percent };
+	struct spawn_req q;
+	int r;
+
+	r = cg_job_create(&s->cg, &lim, &j->cg);
+	if (r < 0) {
+		j->fail_stage = ST_CGROUP;
+		return r;
+	}
+	j->cg_made = true;
+	if ((r = make_pipe(p_script, false)) < 0 || (r = make_pipe(p_res, true)) < 0 ||
+	    (r = make_pipe(p_out, true)) < 0 || (r = make_pipe(p_err, true)) < 0)
+		goto out;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* A script up to the protocol cap fits the pipe at once in most cases. */
+	(void)fcntl(p_script[1], F_SETPIPE_SZ, (int)(j->script_len < 4096 ? 4096 : j->script_len));
+	q = (struct spawn_req){ .plan = &s->plan,
+				.filter = &s->filter,
+				.cg = &j->cg,
+				.python = c->python,
+				.timeout_ms = j->timeout_ms,
+				.pids_max = c->pids_max,
+				.fsize_bytes = c->tmp_size_mb << 20,
+				.script_r = p_script[0],
+				.result_w = p_res[1],
+				.out_w = p_out[1],
+				.err_w = p_err[1],
+				.sync_child = sp[1] };
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
+	r = spawn_start(&q, &j->pid, &j->pidfd);
+	if (r < 0) {
+		j->fail_stage = ST_NONE;
+		goto out;
+	}
+	j->fd_script = steal_fd(&p_script[1]);
+	j->fd_result = steal_fd(&p_res[0]);
+	j->fd_out = steal_fd(&p_out[0]);
+	j->fd_err = steal_fd(&p_err[0]);
+	j->fd_sync = steal_fd(&sp[0]);
+	(void)fcntl(j->fd_sync, F_SETFL, O_NONBLOCK);
+out:
+	/* The child's ends (and, on failure, ours) are closed here; the child has its copies. */
+	for (int i = 0; i < 2; i++) {
+		cleanup_closep(&p_script[i]);
+		cleanup_closep(&p_res[i]);
+		cleanup_closep(&p_out[i]);
+		cleanup_closep(&p_err[i]);
+		cleanup_closep(&sp[i]);
+	}
+	cg_job_close_child_fds(&j->cg);
+	return r;
+}
+
+static void job_start(struct job *j)
+{
+	struct sbx *s = j->s;
+	struct event_base *b = s->base;
+	struct timeval tv = { j->timeout_ms / 1000, (j->timeout_ms % 1000) * 1000 };
+	int r;
+
+	/* Take a free slot: its host uid is this job's alone until the job is gone. */
+	for (unsigned i = 0; i < s->cfg->max_running; i++)
+		if (!s->slot_used[i]) {
+			s->slot_used[i] = true;
+			j->slot = (int)i;
+			break;
+		}
+	s->running++;
+	j->state = J_RUNNING;
+	TAILQ_INSERT_TAIL(&s->active, j, link);
+
+	r = job_spawn(j);
+	if (r < 0) {
+		j->fail_err = -r;
+		if (!j->fail_stage)
+			j->fail_stage = ST_NONE;
+		log_error_errno(r, "job %llu: cannot start", (unsigned long long)j->client_id);
+		job_finish(j);
+		return;
+	}
+	j->ev_pid = event_new(b, j->pidfd, EV_READ, on_job_exit, j);
+	j->ev_timer = evtimer_new(b, on_timer, j);
+	j->ev_sync = event_new(b, j->fd_sync, EV_READ | EV_PERSIST, on_sync, j);
+	j->ev_script = event_new(b, j->fd_script, EV_WRITE | EV_PERSIST, on_script, j);
+	j->ev_result = event_new(b, j->fd_result, EV_READ | EV_PERSIST, on_pipe, j);
+	j->ev_out = event_new(b, j->fd_out, EV_READ | EV_PERSIST, on_pipe, j);
+	j->ev_err = event_new(b, j->fd_err, EV_READ | EV_PERSIST, on_pipe, j);
+	if (j->cg.oom_efd >= 0)
+		j->ev_oom = event_new(b, j->cg.oom_efd, EV_READ | EV_PERSIST, on_oom, j);
+	if (!j->ev_pid || !j->ev_timer || !j->ev_sync || !j->ev_script || !j->ev_result ||
+	    !j->ev_out || !j->ev_err || (j->cg.oom_efd >= 0 && !j->ev_oom)) {
+		/* Out of memory: never leave a job unwatched. */
+		j->fail_stage = ST_NONE;
+		j->fail_err = ENOMEM;
+		job_kill(j);
+		siginfo_t si;
+		(void)waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &si, WEXITED);
+		job_finish(j);
+		return;
+	}
+	event_add(j->ev_pid, NULL);
+	event_add(j->ev_timer, &tv);
+	event_add(j->ev_sync, NULL);
+	event_add(j->ev_script, NULL);
+	event_add(j->ev_result, NULL);
+	event_add(j->ev_out, NULL);
+	event_add(j->ev_err, NULL);
+	if (j->ev_oom)
+		event_add(j->ev_oom, NULL);
+}
+
+/* ---- finish ---- */
+
+static const char *signal_text(int sig)
+{
+	switch (sig) {
+	case SIGSYS:
+		return "SIGSYS: a forbidden system call";
+	case SIGKILL:
+		return "SIGKILL";
+	case SIGSEGV:
+		return "SIGSEGV: a segmentation fault";
+	case SIGABRT:
+		return "SIGABRT";
+	case SIGBUS:
+		return "SIGBUS";
+	case SIGFPE:
+		return "SIGFPE";
+	default:
+		return sigabbrev_np(sig) ? sigabbrev_np(sig) : "unknown";
+	}
+}
+
+/* Decides the verdict from what the daemon saw itself first, then from the runner's frame. */
+static void build_result(struct job *j, const siginfo_t *si, const struct cg_stats *st,
+			 struct proto_result *r, char *msg, size_t msglen, char **ret_json)
+{
+	struct rf_frame f;
+	const char *why;
+	int rc;
+
+	*ret_json = NULL;
+	msg[0] = 0;
+	r->exit_code = si->si_code == CLD_EXITED ? (uint32_t)si->si_status
+						 : 128 + (uint32_t)si->si_status;
+	if (j->cancelled) {
+		r->verdict = PROTO_V_CANCELLED;
+		snprintf(msg, msglen, "Job cancelled");
+	} else if (j->fail_stage || !j->exec_ok) {
+		/* The jail was not complete: the script never ran (fail closed). */
+		r->verdict = PROTO_V_SANDBOX_ERROR;
+		snprintf(msg, msglen, "Sandbox error: %s%s%s: %s", spawn_stage_name(j->fail_stage),
+			 j->fail_detail[0] ? " " : "", j->fail_detail,
+			 j->fail_err ? strerror(j->fail_err) : "the jail did not start");
+	} else if (j->timed_out) {
+		r->verdict = PROTO_V_TIMEOUT;
+		snprintf(msg, msglen, "Script execution timed out");
+	} else if (j->oom_seen || st->oom_kills > 0) {
+		r->verdict = PROTO_V_OOM;
+		snprintf(msg, msglen, "Script exceeded the memory limit (%u MiB)", j->memory_mb);
+	} else if (j->result.truncated) {
+		r->verdict = PROTO_V_BAD_RESULT;
+		snprintf(msg, msglen, "Result is too large (over %llu bytes)",
+			 (unsigned long long)j->s->cfg->result_max);
+	} else if ((rc = rf_parse((uint8_t *)j->result.data, j->result.len, &f, &why)) == -ENODATA) {
+		if (si->si_code == CLD_EXITED) {
+			r->verdict = PROTO_V_ERROR;
+			snprintf(msg, msglen,
+				 "Script execution error: the script exited with status %d before "
+				 "main() returned",
+				 si->si_status);
+		} else if (si->si_status == SIGXCPU) {
+			r->verdict = PROTO_V_TIMEOUT;
+			snprintf(msg, msglen, "Script execution timed out");
+		} else {
+			r->verdict = PROTO_V_KILLED;
+			snprintf(msg, msglen, "Script execution error: killed by signal %d (%s)",
+				 si->si_status, signal_text(si->si_status));
+		}
+	} else if (rc < 0) {
+		r->verdict = PROTO_V_ERROR;
+		snprintf(msg, msglen, "Script execution error: the result channel was corrupted (%s)",
+			 why);
+	} else {
+		switch (f.status) {
+		case RF_OK:
+			r->verdict = PROTO_V_OK;
+			*ret_json = json_dumps(f.result, JSON_COMPACT | JSON_ENCODE_ANY);
+			if (!*ret_json) {
+				r->verdict = PROTO_V_BAD_RESULT;
+				snprintf(msg, msglen, "Result could not be encoded");
+			}
+			break;
+		case RF_NO_MAIN:
+			r->verdict = PROTO_V_NO_MAIN;
+			snprintf(msg, msglen, "Script must contain a main() function");
+			break;
+		case RF_ERROR:
+			r->verdict = PROTO_V_ERROR;
+			snprintf(msg, msglen, "Script execution error: %s", f.message);
+			break;
+		case RF_BAD_RESULT:
+			r->verdict = PROTO_V_BAD_RESULT;
+			snprintf(msg, msglen, "%s", f.message);
+			break;
+		case RF_EXIT:
+			r->verdict = PROTO_V_ERROR;
+			snprintf(msg, msglen,
+				 "Script execution error: sys.exit(%lld) was called before main() "
+				 "returned",
+				 f.code);
+			break;
+		}
+		rf_frame_clear(&f);
+	}
+	r->message = msg;
+	r->message_len = (uint32_t)strlen(msg);
+	if (*ret_json) {
+		r->result = *ret_json;
+		r->result_len = (uint32_t)strlen(*ret_json);
+	}
+}
+
+static void on_cleanup_retry(evutil_socket_t fd, short what, void *arg);
+
+/* Removes the cgroup; v1 may need a moment after the last task is reaped. */
+static void job_cleanup(struct job *j)
+{
+	struct sbx *s = j->s;
+	struct timeval tv = { 0, 20000 };
+	int r = 0;
+
+	if (j->cg_made)
+		r = cg_job_destroy(&s->cg, &j->cg);
+	if (r == -EBUSY && ++j->cleanup_tries < 500) {
+		if (!j->ev_retry)
+			j->ev_retry = evtimer_new(s->base, on_cleanup_retry, j);
+		if (j->ev_retry) {
+			evtimer_add(j->ev_retry, &tv);
+			return;
+		}
+	}
+	if (r < 0)
+		log_error_errno(r, "job %llu: cannot remove cgroup %s", (unsigned long long)j->client_id,
+				j->cg.name);
+	TAILQ_REMOVE(&s->active, j, link);
+	if (j->slot >= 0)
+		s->slot_used[j->slot] = false;
+	s->running--;
+	job_free(j);
+	pump_queue(s);
+}
+
+static void on_cleanup_retry(evutil_socket_t fd, short what, void *arg)
+{
+	job_cleanup(arg);
+}
+
+static void job_finish(struct job *j)
+{
+	siginfo_t si = { 0 };
+	struct cg_stats st = { 0 };
+	struct proto_result r = { 0 };
+	char msg[PROTO_MESSAGE_MAX];
+	_cleanup_free_ char *json = NULL;
+
+	j->state = J_CLEANUP;
+	free_event(&j->ev_timer);
+	free_event(&j->ev_pid);
+	free_event(&j->ev_oom);
+	if (j->pidfd >= 0) {
+		/* The init is reaped only after every other task of its PID namespace: the job is
+		 * entirely gone now, so reading its pipes to EOF cannot hang. */
+		(void)waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &si, WEXITED);
+		(void)cg_job_kill(&j->cg);
+		/* A failure report may still sit in the socket, before its EOF. */
+		for (int i = 0; i < 4 && j->fd_sync >= 0; i++)
+			on_sync(j->fd_sync, EV_READ, j);
+		if (j->fd_result >= 0)
+			(void)drain(&j->fd_result, &j->result);
+		if (j->fd_out >= 0)
+			(void)drain(&j->fd_out, &j->out);
+		if (j->fd_err >= 0)
+			(void)drain(&j->fd_err, &j->err);
+	}
+	if (j->cg_made)
+		(void)cg_job_stats(&j->cg, &st);
+	build_result(j, &si, &st, &r, msg, sizeof(msg), &json);
+	r.wall_ms = j->pidfd >= 0 ? (uint32_t)ms_since(&j->t0) : 0;
+	r.cpu_ms = (uint32_t)(st.cpu_ns / 1000000);
+	r.peak_memory = st.peak_bytes;
+	r.flags = (j->out.truncated ? PROTO_F_STDOUT_TRUNCATED : 0) |
+		  (j->err.truncated ? PROTO_F_STDERR_TRUNCATED : 0);
+	r.out = j->out.data ? j->out.data : "";
+	r.out_len = (uint32_t)j->out.len;
+	r.err = j->err.data ? j->err.data : "";
+	r.err_len = (uint32_t)j->err.len;
+	if (r.verdict == PROTO_V_SANDBOX_ERROR)
+		log_error("job %llu: %s", (unsigned long long)j->client_id, msg);
+	j->s->jobs_done++;
+	report(j, &r);
+	job_cleanup(j);
+}

@@ -1,0 +1,230 @@
+/* main.c - sandboxd: the privileged daemon that runs each Python job in a fresh jail.
+ *
+ * It is root because building a jail needs it (namespaces, mounts, cgroups, uid maps). It
+ * parses nothing from the network: only framed requests from peers it checked on its Unix
+ * socket (root and the gateway account). */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "canary.h"
+#include "cgroup.h"
+#include "cleanup.h"
+#include "config.h"
+#include "job.h"
+#include "log.h"
+#include "mounts.h"
+#include "sbx.h"
+#include "seccomp.h"
+#include "sdnotify.h"
+#include "server.h"
+
+static int exit_code; /* set by the canary or the signal handlers before the loop ends */
+
+/* build/sandboxd finds build/pyrunner/runner.py; <prefix>/sbin/sandboxd finds
+ * <prefix>/lib/pyexec/runner.py. */
+static int find_runner(char *buf, size_t len)
+{
+	char exe[400], dir[400];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (len < sizeof(dir) + 32)
+		return -ENOBUFS;
+	const char *const rel[] = { "pyrunner/runner.py", "../lib/pyexec/runner.py" };
+
+	if (n < 0)
+		return -errno;
+	exe[n] = 0;
+	snprintf(dir, sizeof(dir), "%s", dirname(exe));
+	for (size_t i = 0; i < ARRAY_SIZE(rel); i++) {
+		snprintf(buf, len, "%s/%s", dir, rel[i]);
+		if (access(buf, R_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+static void on_canary(struct sbx *s, int r, const char *why)
+{
+	if (r < 0) {
+		log_error("refusing to serve: %s", why);
+		exit_code = 1;
+		event_base_loopbreak(s->base);
+		return;
+	}
+	r = srv_listen(s);
+	if (r < 0) {
+		log_error_errno(r, "cannot listen on %s", s->cfg->socket_path);
+		exit_code = 1;
+		event_base_loopbreak(s->base);
+		return;
+	}
+	s->ready = true;
+	log_info("ready: listening on %s, %llu jobs at once, queue %llu", s->cfg->socket_path,
+		 (unsigned long long)s->cfg->max_running, (unsigned long long)s->cfg->max_queued);
+	/* systemd Type=notify readiness, without linking libsystemd. */
+	const char *ns = getenv("NOTIFY_SOCKET");
+	if (ns && (ns[0] == '/' || ns[0] == '@')) {
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "READY=1\nSTATUS=serving %s", s->cfg->socket_path);
+		(void)sd_notify_simple(ns, cmd);
+	}
+}
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbx *s = arg;
+
+	if (s->running == 0 && s->queued == 0)
+		event_base_loopbreak(s->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sbx *s = arg;
+	static struct event *drain;
+	struct timeval tick = { 0, 100000 };
+
+	if (s->stopping) {
+		/* A second signal: stop now; the jobs die with us (PR_SET_PDEATHSIG). */
+		event_base_loopbreak(s->base);
+		return;
+	}
+	/* Stop taking jobs, let the ones in flight finish (each has its own deadline). */
+	log_info("signal %d: stopping; %u running, %u queued", (int)sig, s->running, s->queued);
+	s->stopping = true;
+	srv_stop_listening(s);
+	drain = event_new(s->base, -1, EV_PERSIST, on_drain_check, s);
+	if (!drain || event_add(drain, &tick) < 0)
+		event_base_loopbreak(s->base);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct sbx s = { 0 };
+	struct passwd *pw;
+	const char *why, *what;
+	struct event *sig_term = NULL, *sig_int = NULL;
+	char desc[1024];
+	int r;
+
+	log_set_ident("sandboxd");
+	r = cfg_parse(&cfg, argc, argv);
+	if (r != 0)
+		return r > 0 ? 0 : 2;
+	if (cfg.verbose)
+		log_set_level(LOG_LVL_DEBUG);
+	s.cfg = &cfg;
+	TAILQ_INIT(&s.queue);
+	TAILQ_INIT(&s.active);
+	LIST_INIT(&s.conns);
+
+	if (!*cfg.runner) {
+		if (find_runner(s.runner, sizeof(s.runner)) < 0) {
+			log_error("cannot find runner.py next to the binary; pass --runner");
+			return 1;
+		}
+		cfg.runner = s.runner;
+	}
+	pw = getpwnam(cfg.gateway_user);
+	if (!pw) {
+		log_error("gateway user '%s' does not exist (create it, or pass --gateway-user)",
+			  cfg.gateway_user);
+		return 1;
+	}
+	s.gateway_uid = pw->pw_uid;
+	s.gateway_gid = pw->pw_gid;
+
+	r = mnt_plan_build(&s.plan, cfg.python, cfg.runner, cfg.jail_dir, cfg.tmp_size_mb << 20,
+			   cfg.tmp_inodes, &what);
+	if (r < 0) {
+		log_error_errno(r, "the jail needs %s", what);
+		return 1;
+	}
+	if (cfg.check) {
+		cfg_print(&cfg, stdout);
+		printf("runner = %s\n", cfg.runner);
+		for (size_t i = 0; i < s.plan.n_binds; i++)
+			printf("bind-ro = %s -> %s\n", s.plan.binds[i].src, s.plan.binds[i].dst);
+	}
+	if (geteuid() != 0) {
+		log_error("sandboxd must run as root: it builds namespaces, mounts and cgroups");
+		return 1;
+	}
+	r = cg_init(&s.cg, cfg.cgroup_mode, &why);
+	if (r < 0) {
+		log_error_errno(r, "no usable cgroup hierarchy: %s", why);
+		return 1;
+	}
+	log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
+	if (cfg.check) {
+		printf("cgroup = %s\n", desc);
+		cg_fini(&s.cg);
+		return 0;
+	}
+	if (!s.cg.swap_limited)
+		log_warn("swap is not accounted: jobs could use swap beyond their memory limit");
+	r = sc_filter_build(&s.filter);
+	if (r < 0) {
+		log_error_errno(r, "cannot build the seccomp filter");
+		return 1;
+	}
+	/* The empty mount point every job mounts its root on, in its own namespace. */
+	{
+		char dir[256];
+		snprintf(dir, sizeof(dir), "%s", cfg.jail_dir);
+		if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST) {
+			log_error_errno(-errno, "cannot create %s", dir);
+			return 1;
+		}
+		if (mkdir(cfg.jail_dir, 0700) < 0 && errno != EEXIST) {
+			log_error_errno(-errno, "cannot create %s", cfg.jail_dir);
+			return 1;
+		}
+	}
+	s.slot_used = calloc(cfg.max_running, sizeof(bool));
+	s.base = event_base_new();
+	if (!s.slot_used || !s.base) {
+		log_error("out of memory");
+		return 1;
+	}
+	/* A client that goes away mid-reply must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	sig_term = evsignal_new(s.base, SIGTERM, on_signal, &s);
+	sig_int = evsignal_new(s.base, SIGINT, on_signal, &s);
+	if (!sig_term || !sig_int || evsignal_add(sig_term, NULL) < 0 ||
+	    evsignal_add(sig_int, NULL) < 0) {
+		log_error("cannot install signal handlers");
+		return 1;
+	}
+	r = canary_start(&s, on_canary);
+	if (r < 0) {
+		log_error_errno(r, "cannot start the canary job");
+		return 1;
+	}
+	event_base_dispatch(s.base);
+
+	srv_stop_listening(&s);
+	srv_close_all(&s);
+	log_info("stopped after %llu jobs", (unsigned long long)s.jobs_done);
+	event_free(sig_term);
+	event_free(sig_int);
+	/* Jobs still running die with us (PR_SET_PDEATHSIG); their cgroups are removed as
+	 * stale at the next start. */
+	event_base_free(s.base);
+	sc_filter_free(&s.filter);
+	cg_fini(&s.cg);
+	free(s.slot_used);
+	return exit_code;
+}

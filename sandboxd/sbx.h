@@ -1,0 +1,43 @@
+/* sbx.h - the daemon's one context, passed explicitly (no mutable globals outside main.c). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "mounts.h"
+#include "seccomp.h"
+
+struct event_base;
+struct evconnlistener;
+struct job;
+struct conn;
+
+TAILQ_HEAD(job_list, job);
+LIST_HEAD(conn_list, conn);
+
+struct sbx {
+	struct event_base *base;
+	const struct config *cfg;
+	struct cg_ctx cg;
+	struct mnt_plan plan;
+	struct sc_filter filter;
+	char runner[512];
+
+	bool *slot_used;        /* cfg->max_running entries; slot i runs as uid_base + i */
+	unsigned running;       /* jobs holding a slot (from clone until their cgroup is gone) */
+	struct job_list queue;  /* waiting for a slot, FIFO */
+	unsigned queued;
+	struct job_list active; /* holding a slot */
+	struct conn_list conns;
+	struct evconnlistener *listener;
+
+	bool ready; /* the canary passed */
+	bool stopping;
+	uid_t gateway_uid;
+	gid_t gateway_gid;
+	uint64_t jobs_done;
+};

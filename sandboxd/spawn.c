@@ -1,0 +1,233 @@
+/* spawn.c - see spawn.h and ../shared/SECURITY.md. The order of jail_child() is the design:
+ *
+ *   cgroup -> cgroup ns -> session -> filesystem -> network -> hostname -> rlimits ->
+ *   groups -> user ns (maps by the parent) -> uid/gid -> capabilities + no_new_privs ->
+ *   pdeathsig -> fds -> seccomp -> execve
+ *
+ * The filesystem, network and hostname are set up while the child is still root of the
+ * initial user namespace, and the user namespace comes last. So the mount, network, PID,
+ * IPC and UTS namespaces are owned by the initial user namespace, and whatever the job might
+ * gain inside its own user namespace gives it no power over any of them; the root is built
+ * without user-namespace mount locks or unmapped-owner surprises.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <poll.h>
+
+#include "caps.h"
+#include "cleanup.h"
+#include "ids.h"
+#include "ns.h"
+#include "rlimits.h"
+
+static const char *const stage_names[ST__MAX] = {
+	[ST_NONE] = "none",
+	[ST_CGROUP] = "join cgroup",
+	[ST_CGROUP_NS] = "cgroup namespace",
+	[ST_SETSID] = "setsid",
+	[ST_MOUNTS] = "mounts",
+	[ST_NET] = "network",
+	[ST_UTS] = "hostname",
+	[ST_RLIMITS] = "rlimits",
+	[ST_GROUPS] = "setgroups",
+	[ST_USER_NS] = "user namespace",
+	[ST_ID_MAP] = "uid/gid map",
+	[ST_IDS] = "setresuid",
+	[ST_CAPS] = "drop capabilities",
+	[ST_PDEATHSIG] = "parent death signal",
+	[ST_FDS] = "file descriptors",
+	[ST_SECCOMP] = "seccomp",
+	[ST_EXEC] = "execve",
+};
+
+const char *spawn_stage_name(int stage)
+{
+	return stage > 0 && stage < ST__MAX ? stage_names[stage] : "unknown";
+}
+
+/* Fixed child fds, documented in proto/PROTOCOL.md (jail-side result channel). */
+enum { FD_SCRIPT = 3, FD_RESULT = 4, FD_SYNC = 5 };
+
+static _Noreturn void child_fail(int sync, int stage, int err, const char *detail)
+{
+	struct spawn_msg m = { .kind = SPAWN_MSG_FAILED, .stage = stage, .err = err < 0 ? -err : err };
+
+	if (detail)
+		strncpy(m.detail, detail, sizeof(m.detail) - 1);
+	(void)!send(sync, &m, sizeof(m), MSG_NOSIGNAL);
+	_exit(126);
+}
+
+/* Only the variables the runner needs; never the daemon's own environment. */
+static void child_env(char **envp, size_t max, char *blas_core, char *blas_l2)
+{
+	static char *const fixed[] = {
+		"PATH=/usr/bin:/bin",
+		"HOME=/tmp",
+		"TMPDIR=/tmp",
+		"USER=sandbox",
+		"LOGNAME=sandbox",
+		"LANG=C.UTF-8",
+		"LC_ALL=C.UTF-8",
+		"TZ=UTC",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONUNBUFFERED=1",
+		/* One BLAS/OpenMP thread: fits the pids limit and the one-CPU bandwidth. */
+		"OPENBLAS_NUM_THREADS=1",
+		"OMP_NUM_THREADS=1",
+		"MKL_NUM_THREADS=1",
+		"NUMEXPR_NUM_THREADS=1",
+		"NUMEXPR_MAX_THREADS=1",
+		"MPLCONFIGDIR=/tmp",
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(fixed) && n + 1 < max; i++)
+		envp[n++] = fixed[i];
+	/* Hardware workarounds for old OpenBLAS builds on some CPUs (see the host's setting),
+	 * passed through because without them BLAS can compute wrong results or crash. */
+	if (blas_core && n + 1 < max)
+		envp[n++] = blas_core;
+	if (blas_l2 && n + 1 < max)
+		envp[n++] = blas_l2;
+	envp[n] = NULL;
+}
+
+static int move_fd_high(int fd)
+{
+	return fcntl(fd, F_DUPFD_CLOEXEC, 64);
+}
+
+static _Noreturn void jail_child(const struct spawn_req *q, int sync)
+{
+	struct spawn_msg m;
+	const char *stage = NULL;
+	char *envp[24];
+	char blas_core[64] = "", blas_l2[64] = "";
+	const char *e;
+	int r, fds[5];
+
+	if ((e = getenv("OPENBLAS_CORETYPE")) && strlen(e) < 40)
+		snprintf(blas_core, sizeof(blas_core), "OPENBLAS_CORETYPE=%s", e);
+	if ((e = getenv("OPENBLAS_L2_SIZE")) && strlen(e) < 40)
+		snprintf(blas_l2, sizeof(blas_l2), "OPENBLAS_L2_SIZE=%s", e);
+
+	/* Die with the daemon: a job nobody watches must not run on. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		child_fail(sync, ST_PDEATHSIG, errno, NULL);
+
+	/* 1. Into the job's cgroup before anything else, so every page and task is charged
+	 *    and limited (v1; on v2 CLONE_INTO_CGROUP already put us there). */
+	if ((r = cg_job_attach_self(q->cg)) < 0)
+		child_fail(sync, ST_CGROUP, r, NULL);
+	/* 2. A cgroup namespace rooted at the job's cgroup: /proc/self/cgroup shows only "/". */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		child_fail(sync, ST_CGROUP_NS, errno, NULL);
+	/* 3. A session of its own: no controlling terminal, no TIOCSTI into ours. */
+	if (setsid() < 0)
+		child_fail(sync, ST_SETSID, errno, NULL);
+	/* 4. The filesystem: read-only root on tmpfs, fresh /proc, minimal /dev and /etc,
+	 *    capped /tmp and /dev/shm, pivot_root and detach the host root. */
+	if ((r = mnt_enter_jail(q->plan, &stage)) < 0)
+		child_fail(sync, ST_MOUNTS, r, stage);
+	/* 5. The network namespace is empty; lo is its one interface. */
+	if ((r = ns_loopback_up()) < 0)
+		child_fail(sync, ST_NET, r, NULL);
+	/* 6. A fixed hostname: the host's never shows. */
+	if ((r = ns_set_names()) < 0)
+		child_fail(sync, ST_UTS, r, NULL);
+	/* 7. rlimits as a second line, set while we may still set any value. */
+	if ((r = rl_apply(q->timeout_ms, q->pids_max, q->fsize_bytes)) < 0)
+		child_fail(sync, ST_RLIMITS, r, NULL);
+	/* 8. No supplementary groups (root's would otherwise stay with us). */
+	if (setgroups(0, NULL) < 0)
+		child_fail(sync, ST_GROUPS, errno, NULL);
+	/* 9. The user namespace, innermost; the daemon writes a one-line map of IDS_INNER to
+	 *    this slot's unprivileged host id. Nothing else is mapped: no uid 0 inside. */
+	if (unshare(CLONE_NEWUSER) < 0)
+		child_fail(sync, ST_USER_NS, errno, NULL);
+	m = (struct spawn_msg){ .kind = SPAWN_MSG_NEED_MAPS };
+	if (send(sync, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
+	    recv(sync, &m, sizeof(m), 0) != sizeof(m) || m.kind != SPAWN_MSG_MAPS_DONE)
+		child_fail(sync, ST_ID_MAP, EPROTO, NULL);
+	/* 10. Become the job's uid and gid. */
+	if ((r = ids_become_inner()) < 0)
+		child_fail(sync, ST_IDS, r, NULL);
+	/* 11. No capabilities in any set, securebits locked, no_new_privs. */
+	if ((r = caps_drop_all()) < 0)
+		child_fail(sync, ST_CAPS, r, NULL);
+	/* 12. The credential changes cleared the death signal; arm it again, then make sure
+	 *     the daemon did not die before that (our end of the sync socket would hang up). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		child_fail(sync, ST_PDEATHSIG, errno, NULL);
+	{
+		struct pollfd p = { .fd = sync, .events = POLLRDHUP };
+		if (poll(&p, 1, 0) != 0)
+			_exit(126);
+	}
+	/* 13. Exactly the job's fds: stdin /dev/null, stdout and stderr pipes, the script on 3,
+	 *     the result channel on 4, and our sync socket on 5 until execve closes it. */
+	fds[0] = move_fd_high(q->out_w);
+	fds[1] = move_fd_high(q->err_w);
+	fds[2] = move_fd_high(q->script_r);
+	fds[3] = move_fd_high(q->result_w);
+	fds[4] = move_fd_high(sync);
+	r = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || fds[3] < 0 || fds[4] < 0 || r < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	sync = fds[4];
+	if (r == 0 ? fcntl(0, F_SETFD, 0) < 0 : dup2(r, 0) < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	if (dup2(fds[0], 1) < 0 || dup2(fds[1], 2) < 0 || dup2(fds[2], FD_SCRIPT) < 0 ||
+	    dup2(fds[3], FD_RESULT) < 0 || dup3(fds[4], FD_SYNC, O_CLOEXEC) < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	sync = FD_SYNC;
+	if (syscall(SYS_close_range, FD_SYNC + 1, ~0U, 0) < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	child_env(envp, ARRAY_SIZE(envp), blas_core[0] ? blas_core : NULL,
+		  blas_l2[0] ? blas_l2 : NULL);
+	/* 14. seccomp last: from here on only the allow-list, through execve and beyond. */
+	if ((r = sc_filter_install(q->filter)) < 0)
+		child_fail(sync, ST_SECCOMP, r, NULL);
+	/* 15. The runner: isolated (-I), no site (-S), no bytecode (-B), unbuffered (-u). */
+	char *const argv[] = { (char *)q->python, "-I", "-S", "-B", "-u",
+			       MNT_RUNNER_DIR "/runner.py", NULL };
+	execve(q->python, argv, envp);
+	child_fail(sync, ST_EXEC, errno, NULL);
+}
+
+int spawn_start(const struct spawn_req *q, pid_t *ret_pid, int *ret_pidfd)
+{
+	int cgfd = cg_job_clone_fd(q->cg);
+	int pidfd = -1;
+	struct clone_args args = {
+		/* No CLONE_NEWUSER here: the child creates its user namespace last (see top). */
+		.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+			 CLONE_PIDFD | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
+		.pidfd = (uint64_t)(uintptr_t)&pidfd,
+		.exit_signal = SIGCHLD,
+		.cgroup = cgfd >= 0 ? (uint64_t)cgfd : 0,
+	};
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		jail_child(q, q->sync_child);
+	*ret_pid = (pid_t)pid;
+	*ret_pidfd = pidfd;
+	return 0;
+}
