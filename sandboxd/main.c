@@ -183,6 +183,12 @@ int main(int argc, char **argv)
 	/* The empty mount point every job mounts its root on, in its own namespace. */
 	{
 		char dir[256];
+		snprintf(dir, sizeof(dir), "%s", cfg.socket_path);
+		r = srv_prepare_dir(&s, dirname(dir));
+		if (r < 0) {
+			log_error_errno(r, "cannot prepare %s", dir);
+			return 1;
+		}
 		snprintf(dir, sizeof(dir), "%s", cfg.jail_dir);
 		if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST) {
 			log_error_errno(-errno, "cannot create %s", dir);

@@ -299,6 +299,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	log_debug("client pid %d uid %d connected", (int)cred.pid, (int)cred.uid);
 }
 
+int srv_prepare_dir(struct sbx *s, const char *dir)
+{
+	struct stat st;
+
+	/* The socket's directory: only root and the gateway's group may enter it. */
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	/* A shared directory such as /tmp (sticky or world-writable) is not ours to change:
+	 * there the socket's own mode 0660 is the guard. */
+	if (st.st_uid != 0 || (st.st_mode & (S_ISVTX | S_IWOTH)))
+		return 0;
+	if (chown(dir, 0, s->gateway_gid) < 0 || chmod(dir, 0750) < 0)
+		return -errno;
+	return 0;
+}
+
 int srv_listen(struct sbx *s)
 {
 	const char *path = s->cfg->socket_path;
@@ -312,13 +332,9 @@ int srv_listen(struct sbx *s)
 	strcpy(sa.sun_path, path);
 	strcpy(dir, path);
 	dirname(dir);
-	/* The directory: only root and the gateway's group may enter it. */
-	if (mkdir(dir, 0750) == 0) {
-		if (chown(dir, 0, s->gateway_gid) < 0)
-			return -errno;
-	} else if (errno != EEXIST) {
-		return -errno;
-	}
+	int r = srv_prepare_dir(s, dir);
+	if (r < 0)
+		return r;
 	/* A stale socket of an earlier run is replaced; anything else at the path is not ours. */
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
