@@ -1,0 +1,560 @@
+/* pyexec.c - the command-line client for local tools: runs one script through sandboxd.
+ *
+ * `pyexec run FILE` prints exactly the JSON body the HTTP API returns for the same script, so
+ * operators can reproduce an API answer on the host without the gateway. It speaks the same
+ * protocol as the gateway (proto.h) and needs the same access to the socket.
+ */
+#include "proto.h"
+#include "cleanup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef PYEXEC_VERSION
+#define PYEXEC_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_SOCKET "/run/pyexec/sandboxd.sock"
+/* One job per invocation, so any id works; 1 keeps the daemon's logs easy to read. */
+#define JOB_ID 1
+
+enum {
+	EXIT_VERDICT_OK = 0, /* the script ran and main() returned a JSON value */
+	EXIT_SCRIPT = 1,     /* any other verdict: the JSON on stdout says what went wrong */
+	EXIT_USAGE = 2,	     /* bad arguments or an unreadable script: nothing was sent */
+	EXIT_DAEMON = 3,     /* sandboxd unreachable, refused the job, or answered badly */
+};
+
+struct opts {
+	const char *socket;
+	uint32_t timeout_ms;
+	uint32_t memory_mb;
+	bool show_stderr;
+};
+
+/* jansson.h ships json_decrefp() (behind json_auto_t); spelled like our other cleanups. */
+#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
+#define _cleanup_proto_buf_ __attribute__((cleanup(proto_buf_free)))
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "Usage: pyexec [OPTIONS] run FILE|-\n"
+	    "       pyexec [OPTIONS] status\n"
+	    "\n"
+	    "Runs a Python script with a main() function in sandboxd's jail and prints the JSON\n"
+	    "the HTTP API would return: {\"result\": ..., \"stdout\": ...} or\n"
+	    "{\"error\": ..., \"stdout\": ...}. `status` prints the daemon's state as JSON.\n"
+	    "\n"
+	    "Options:\n"
+	    "  --socket PATH     sandboxd's socket (default: $PYEXEC_SOCKET, else %s)\n"
+	    "  --timeout-ms N    wall-clock limit for the job (0: the daemon's default)\n"
+	    "  --memory-mb N     memory limit for the job (0: the daemon's default)\n"
+	    "  --stderr          add the script's stderr to the output as \"stderr\"\n"
+	    "  -h, --help        show this help\n"
+	    "  --version         show the version\n"
+	    "\n"
+	    "Exit status: 0 the script returned a result (status: the daemon is ready);\n"
+	    "1 the script failed, the error is in the JSON (status: not ready); 2 usage error or\n"
+	    "unreadable script; 3 sandboxd could not be reached, refused the job, or answered\n"
+	    "badly.\n",
+	    DEFAULT_SOCKET);
+}
+
+static int parse_u32(const char *opt, const char *s, uint32_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull accepts "-1" as a huge value; a limit must be a plain decimal number. */
+	if (s[0] < '0' || s[0] > '9') {
+		fprintf(stderr, "pyexec: %s: '%s' is not a number\n", opt, s);
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > UINT32_MAX) {
+		fprintf(stderr, "pyexec: %s: '%s' is not a number up to %" PRIu32 "\n", opt, s,
+			UINT32_MAX);
+		return -EINVAL;
+	}
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+/* Reads the whole script, refusing more than the protocol carries (the daemon would drop the
+ * connection; better to say why here). */
+static int read_script(const char *path, char **ret_buf, size_t *ret_len)
+{
+	_cleanup_close_ int ofd = -1;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if (strcmp(path, "-") == 0) {
+		fd = STDIN_FILENO;
+	} else {
+		ofd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (ofd < 0)
+			return -errno;
+		fd = ofd;
+	}
+	/* One byte more than the cap tells "exactly at the cap" from "too large". */
+	buf = malloc(PROTO_SCRIPT_MAX + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (len <= PROTO_SCRIPT_MAX) {
+		n = read(fd, buf + len, PROTO_SCRIPT_MAX + 1 - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > PROTO_SCRIPT_MAX)
+		return -EFBIG;
+	*ret_buf = steal_pointer(&buf);
+	*ret_len = len;
+	return 0;
+}
+
+static int connect_daemon(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return steal_fd(&fd);
+}
+
+static void report_connect_error(const char *path, int r)
+{
+	const char *hint = "";
+
+	switch (-r) {
+	case ENOENT:
+	case ECONNREFUSED: /* a stale socket file left by a daemon that died */
+		hint = " (is sandboxd running?)";
+		break;
+	case EACCES:
+	case EPERM:
+		hint = " (only root and the pyexec group may use it)";
+		break;
+	}
+	fprintf(stderr, "pyexec: cannot connect to %s: %s%s\n", path, strerror(-r), hint);
+}
+
+/* Decodes bytes as UTF-8, replacing each maximal invalid subpart with U+FFFD (the Unicode
+ * recommendation, which is also what Python's errors="replace" does), because json_stringn()
+ * refuses invalid UTF-8 and a script may print any bytes. */
+static char *utf8_lossy(const char *s, size_t len, size_t *ret_len)
+{
+	static const char fffd[] = "\xEF\xBF\xBD";
+	const uint8_t *in = (const uint8_t *)s;
+	size_t i = 0, j, o = 0;
+	char *out;
+
+	/* Worst case: every byte becomes a 3-byte U+FFFD. */
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	out = malloc(len * 3 + 1);
+	if (!out)
+		return NULL;
+	while (i < len) {
+		uint8_t c = in[i], lo = 0x80, hi = 0xBF;
+		unsigned need, k;
+
+		if (c < 0x80) {
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
+		/* The second byte's range excludes overlongs (E0, F0), surrogates (ED) and code
+		 * points above U+10FFFF (F4). */
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2;
+			if (c == 0xE0)
+				lo = 0xA0;
+			else if (c == 0xED)
+				hi = 0x9F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3;
+			if (c == 0xF0)
+				lo = 0x90;
+			else if (c == 0xF4)
+				hi = 0x8F;
+		} else {
+			memcpy(out + o, fffd, 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		for (j = i + 1, k = 0; k < need && j < len; j++, k++) {
+			if (in[j] < lo || in[j] > hi)
+				break;
+			lo = 0x80;
+			hi = 0xBF;
+		}
+		if (k == need) {
+			memcpy(out + o, in + i, j - i);
+			o += j - i;
+		} else {
+			memcpy(out + o, fffd, 3);
+			o += 3;
+		}
+		i = j;
+	}
+	out[o] = '\0';
+	*ret_len = o;
+	return out;
+}
+
+static json_t *json_string_lossy(const char *s, uint32_t len)
+{
+	_cleanup_free_ char *clean = NULL;
+	size_t n;
+
+	clean = utf8_lossy(s, len, &n);
+	if (!clean)
+		return NULL;
+	return json_stringn(clean, n);
+}
+
+static int set_new(json_t *obj, const char *key, json_t *val)
+{
+	/* json_object_set_new() steals val even on failure, and a NULL val is an error there. */
+	return json_object_set_new(obj, key, val) < 0 ? -ENOMEM : 0;
+}
+
+static int print_json(json_t *obj)
+{
+	_cleanup_free_ char *text = NULL;
+
+	/* Compact and UTF-8 (no \u escapes for non-ASCII): the same bytes the gateway sends. */
+	text = json_dumps(obj, JSON_COMPACT);
+	if (!text) {
+		fprintf(stderr, "pyexec: cannot encode the output JSON\n");
+		return EXIT_DAEMON;
+	}
+	if (puts(text) == EOF || fflush(stdout) == EOF) {
+		fprintf(stderr, "pyexec: writing the output: %s\n", strerror(errno));
+		return EXIT_DAEMON;
+	}
+	return 0;
+}
+
+static const char *error_code_name(uint16_t code)
+{
+	switch (code) {
+	case PROTO_E_PROTOCOL:
+		return "protocol error";
+	case PROTO_E_BUSY:
+		return "busy";
+	case PROTO_E_INVALID:
+		return "invalid request";
+	case PROTO_E_SHUTDOWN:
+		return "shutting down";
+	case PROTO_E_NOT_READY:
+		return "not ready";
+	case PROTO_E_INTERNAL:
+		return "internal error";
+	default:
+		return "error";
+	}
+}
+
+/* Sends one request and reads its answer: `want_type` for JOB_ID, or an ERROR for JOB_ID or for
+ * the connection. Returns 0 with the answer, or an exit code after printing why. */
+static int exchange(int fd, const char *path, const struct proto_buf *req, uint16_t want_type,
+		    struct proto_hdr *ret_hdr, uint8_t **ret_payload)
+{
+	_cleanup_free_ uint8_t *payload = NULL;
+	struct proto_hdr h;
+	struct proto_error e;
+	int wr, r;
+
+	wr = proto_write_all(fd, req->data, req->len);
+	/* Even if the write failed, the daemon may have said why before it closed (an ERROR for
+	 * a refused request): read before reporting the write error. */
+	r = proto_read_frame(fd, &h, &payload);
+	if (r < 0) {
+		if (wr < 0)
+			fprintf(stderr, "pyexec: sending to %s: %s\n", path, strerror(-wr));
+		else if (r == -ECONNRESET)
+			fprintf(stderr,
+				"pyexec: %s closed the connection without answering (only root and "
+				"the gateway user may submit jobs)\n",
+				path);
+		else if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EPROTO || r == -EMSGSIZE)
+			fprintf(stderr, "pyexec: malformed frame from %s: %s\n", path,
+				strerror(-r));
+		else
+			fprintf(stderr, "pyexec: reading from %s: %s\n", path, strerror(-r));
+		return EXIT_DAEMON;
+	}
+	if (h.type == PROTO_ERROR && (h.job_id == JOB_ID || h.job_id == 0)) {
+		if (proto_decode_error(payload, h.length, &e) < 0) {
+			fprintf(stderr, "pyexec: malformed ERROR from sandboxd\n");
+			return EXIT_DAEMON;
+		}
+		fprintf(stderr, "pyexec: sandboxd %s: %s: %.*s\n",
+			h.job_id ? "refused the job" : "closed the connection",
+			error_code_name(e.code), (int)e.message_len, e.message);
+		return EXIT_DAEMON;
+	}
+	if (h.type != want_type || h.job_id != JOB_ID) {
+		/* We sent one request; anything else means we and the daemon disagree. */
+		fprintf(stderr, "pyexec: unexpected %s frame for job %" PRIu64 " from sandboxd\n",
+			proto_type_name(h.type), h.job_id);
+		return EXIT_DAEMON;
+	}
+	*ret_hdr = h;
+	*ret_payload = steal_pointer(&payload);
+	return 0;
+}
+
+static int cmd_run(const struct opts *o, const char *file)
+{
+	_cleanup_proto_buf_ struct proto_buf req = {0};
+	_cleanup_free_ uint8_t *payload = NULL;
+	_cleanup_free_ char *script = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	_cleanup_close_ int fd = -1;
+	const char *name = strcmp(file, "-") ? file : "stdin";
+	struct proto_submit s;
+	struct proto_result res;
+	struct proto_hdr h;
+	json_error_t jerr;
+	json_t *val;
+	size_t len = 0;
+	int r;
+
+	r = read_script(file, &script, &len);
+	if (r == -EFBIG) {
+		fprintf(stderr,
+			"pyexec: %s: the script is larger than %u bytes (1 MiB), the limit\n", name,
+			PROTO_SCRIPT_MAX);
+		return EXIT_USAGE;
+	}
+	if (r < 0) {
+		fprintf(stderr, "pyexec: %s: %s\n", name, strerror(-r));
+		return EXIT_USAGE;
+	}
+
+	s = (struct proto_submit){
+	    .timeout_ms = o->timeout_ms,
+	    .memory_mb = o->memory_mb,
+	    .script = script,
+	    .script_len = (uint32_t)len,
+	};
+	r = proto_encode_submit(&req, JOB_ID, &s);
+	if (r < 0) {
+		fprintf(stderr, "pyexec: encoding the request: %s\n", strerror(-r));
+		return EXIT_USAGE;
+	}
+
+	fd = connect_daemon(o->socket);
+	if (fd < 0) {
+		report_connect_error(o->socket, fd);
+		return EXIT_DAEMON;
+	}
+	r = exchange(fd, o->socket, &req, PROTO_RESULT, &h, &payload);
+	if (r != 0)
+		return r;
+	if (proto_decode_result(payload, h.length, &res) < 0) {
+		fprintf(stderr, "pyexec: malformed RESULT from sandboxd\n");
+		return EXIT_DAEMON;
+	}
+
+	obj = json_object();
+	if (!obj)
+		goto nomem;
+	if (res.verdict == PROTO_V_OK) {
+		/* Parse and re-encode rather than splice: what we print is JSON by construction.
+		 * ALLOW_NUL: a Python string may hold U+0000. */
+		val =
+		    json_loadb(res.result, res.result_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		if (!val) {
+			fprintf(stderr, "pyexec: sandboxd sent a result that is not JSON: %s\n",
+				jerr.text);
+			return EXIT_DAEMON;
+		}
+		if (set_new(obj, "result", val) < 0)
+			goto nomem;
+	} else if (res.message_len > 0) {
+		if (set_new(obj, "error", json_string_lossy(res.message, res.message_len)) < 0)
+			goto nomem;
+	} else {
+		/* The daemon always sends the text; never print an error without one. */
+		if (set_new(obj, "error", json_string(proto_verdict_name(res.verdict))) < 0)
+			goto nomem;
+	}
+	if (set_new(obj, "stdout", json_string_lossy(res.out, res.out_len)) < 0)
+		goto nomem;
+	if (o->show_stderr && set_new(obj, "stderr", json_string_lossy(res.err, res.err_len)) < 0)
+		goto nomem;
+
+	/* Truncation is not part of the API body; say it where a human will see it. */
+	if (res.flags & PROTO_F_STDOUT_TRUNCATED)
+		fprintf(stderr, "pyexec: note: stdout was truncated by sandboxd\n");
+	if (o->show_stderr && (res.flags & PROTO_F_STDERR_TRUNCATED))
+		fprintf(stderr, "pyexec: note: stderr was truncated by sandboxd\n");
+
+	r = print_json(obj);
+	if (r != 0)
+		return r;
+	return res.verdict == PROTO_V_OK ? EXIT_VERDICT_OK : EXIT_SCRIPT;
+
+nomem:
+	fprintf(stderr, "pyexec: %s\n", strerror(ENOMEM));
+	return EXIT_DAEMON;
+}
+
+static int cmd_status(const struct opts *o)
+{
+	_cleanup_proto_buf_ struct proto_buf req = {0};
+	_cleanup_free_ uint8_t *payload = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	_cleanup_close_ int fd = -1;
+	struct proto_pong pg;
+	struct proto_hdr h;
+	int r;
+
+	r = proto_encode_ping(&req, JOB_ID);
+	if (r < 0) {
+		fprintf(stderr, "pyexec: encoding the request: %s\n", strerror(-r));
+		return EXIT_USAGE;
+	}
+	fd = connect_daemon(o->socket);
+	if (fd < 0) {
+		report_connect_error(o->socket, fd);
+		return EXIT_DAEMON;
+	}
+	r = exchange(fd, o->socket, &req, PROTO_PONG, &h, &payload);
+	if (r != 0)
+		return r;
+	if (proto_decode_pong(payload, h.length, &pg) < 0) {
+		fprintf(stderr, "pyexec: malformed PONG from sandboxd\n");
+		return EXIT_DAEMON;
+	}
+
+	obj = json_object();
+	if (!obj || set_new(obj, "ready", json_boolean(pg.ready)) < 0 ||
+	    set_new(obj, "cgroup_version", json_integer(pg.cgroup_version)) < 0 ||
+	    set_new(obj, "running", json_integer(pg.running)) < 0 ||
+	    set_new(obj, "queued", json_integer(pg.queued)) < 0 ||
+	    set_new(obj, "max_running", json_integer(pg.max_running)) < 0 ||
+	    set_new(obj, "max_queued", json_integer(pg.max_queued)) < 0 ||
+	    set_new(obj, "reason", json_string_lossy(pg.reason, pg.reason_len)) < 0) {
+		fprintf(stderr, "pyexec: %s\n", strerror(ENOMEM));
+		return EXIT_DAEMON;
+	}
+	r = print_json(obj);
+	if (r != 0)
+		return r;
+	return pg.ready ? EXIT_VERDICT_OK : EXIT_SCRIPT;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_SOCKET = 256, OPT_TIMEOUT, OPT_MEMORY, OPT_STDERR, OPT_VERSION };
+	static const struct option longopts[] = {
+	    {"socket", required_argument, NULL, OPT_SOCKET},
+	    {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
+	    {"memory-mb", required_argument, NULL, OPT_MEMORY},
+	    {"stderr", no_argument, NULL, OPT_STDERR},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	    {0},
+	};
+	struct opts o = {0};
+	const char *env, *cmd;
+	int c;
+
+	env = getenv("PYEXEC_SOCKET");
+	o.socket = env && *env ? env : DEFAULT_SOCKET;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SOCKET:
+			if (!*optarg) {
+				fprintf(stderr, "pyexec: --socket: empty path\n");
+				return EXIT_USAGE;
+			}
+			o.socket = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_u32("--timeout-ms", optarg, &o.timeout_ms) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_MEMORY:
+			if (parse_u32("--memory-mb", optarg, &o.memory_mb) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_STDERR:
+			o.show_stderr = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case OPT_VERSION:
+			printf("pyexec %s (protocol %d)\n", PYEXEC_VERSION, PROTO_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'pyexec --help'.\n");
+			return EXIT_USAGE;
+		}
+	}
+
+	if (optind >= argc) {
+		fprintf(stderr, "pyexec: missing command (run or status)\n");
+		fprintf(stderr, "Try 'pyexec --help'.\n");
+		return EXIT_USAGE;
+	}
+	cmd = argv[optind++];
+	if (strcmp(cmd, "run") == 0) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "pyexec: run takes one FILE (or - for stdin)\n");
+			fprintf(stderr, "Try 'pyexec --help'.\n");
+			return EXIT_USAGE;
+		}
+		return cmd_run(&o, argv[optind]);
+	}
+	if (strcmp(cmd, "status") == 0) {
+		if (argc - optind != 0) {
+			fprintf(stderr, "pyexec: status takes no arguments\n");
+			fprintf(stderr, "Try 'pyexec --help'.\n");
+			return EXIT_USAGE;
+		}
+		return cmd_status(&o);
+	}
+	fprintf(stderr, "pyexec: unknown command '%s' (run or status)\n", cmd);
+	fprintf(stderr, "Try 'pyexec --help'.\n");
+	return EXIT_USAGE;
+}
