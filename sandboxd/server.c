@@ -111,7 +111,8 @@ static int handle_submit(struct conn *c, const struct proto_hdr *h, const uint8_
 	char msg[160];
 	int r;
 
-	if (proto_decode_submit(p, h->length, &sub) < 0)
+	/* Id 0 names the connection in ERROR frames; no job may carry it. */
+	if (h->job_id == 0 || proto_decode_submit(p, h->length, &sub) < 0)
 		return -EBADMSG;
 	if (c->s->stopping) {
 		conn_error(c, h->job_id, PROTO_E_SHUTDOWN, "sandboxd is shutting down");
