@@ -20,7 +20,7 @@
 #include "ids.h"
 #include "log.h"
 #include "runframe.h"
-#include "spawn.h"
+#include "jail.h"
 
 struct obuf {
 	char *data;

@@ -25,7 +25,7 @@
 #include "log.h"
 #include "mounts.h"
 #include "sbx.h"
-#include "seccomp.h"
+#include "scfilter.h"
 #include "sdnotify.h"
 #include "server.h"
 

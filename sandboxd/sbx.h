@@ -9,7 +9,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "mounts.h"
-#include "seccomp.h"
+#include "scfilter.h"
 
 struct event_base;
 struct evconnlistener;

@@ -15,7 +15,7 @@
  *
  * Usage: test_seccomp [/usr/bin/python3.11]
  */
-#include "seccomp.h"
+#include "scfilter.h"
 #include "cleanup.h"
 
 #include <errno.h>

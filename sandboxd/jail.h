@@ -1,4 +1,4 @@
-/* spawn.h - the jail, built by hand for each job. spawn_start() clones the child; the child
+/* jail.h - the jail, built by hand for each job. spawn_start() clones the child; the child
  * runs jail_child(), one flat, commented sequence of steps; the parent answers its one
  * request (write the uid/gid maps) through spawn_on_sync(). */
 #pragma once
@@ -8,7 +8,7 @@
 
 #include "cgroup.h"
 #include "mounts.h"
-#include "seccomp.h"
+#include "scfilter.h"
 
 /* The steps, in order; a child that fails reports {stage, errno} and exits 126. */
 enum spawn_stage {

@@ -1,19 +1,8 @@
-/* seccomp.h - the job's syscall filter (SECURITY.md item 10): an allow-list for CPython, numpy
+/* scfilter.h - the job's syscall filter (SECURITY.md item 10): an allow-list for CPython, numpy
  * and pandas on x86_64, compiled once by libseccomp at daemon start and installed in each job's
  * process right before execve of the interpreter.
- *
- * This header shares its name with libseccomp's, and sandboxd/ is on the include path, so
- * <seccomp.h> reaches this file first. seccomp.c defines SC_WANT_LIBSECCOMP before including
- * <seccomp.h> and is handed on to libseccomp's header from here; everyone else gets only the
- * sc_ API below.
  */
-#if defined(SC_WANT_LIBSECCOMP) && !defined(SC_LIBSECCOMP_INCLUDED)
-#define SC_LIBSECCOMP_INCLUDED
-#include_next <seccomp.h>
-#endif
-
-#ifndef PYEXEC_SANDBOXD_SECCOMP_H
-#define PYEXEC_SANDBOXD_SECCOMP_H
+#pragma once
 
 #include <linux/filter.h>
 
@@ -35,4 +24,3 @@ void sc_filter_free(struct sc_filter *f);
  * PR_SET_NO_NEW_PRIVS (the kernel refuses with EACCES otherwise). Returns 0 or -errno. */
 int sc_filter_install(const struct sc_filter *f);
 
-#endif

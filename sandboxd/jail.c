@@ -1,4 +1,4 @@
-/* spawn.c - see spawn.h and ../shared/SECURITY.md. The order of jail_child() is the design:
+/* jail.c - see jail.h and ../shared/SECURITY.md. The order of jail_child() is the design:
  *
  *   cgroup -> cgroup ns -> session -> filesystem -> network -> hostname -> rlimits ->
  *   groups -> user ns (maps by the parent) -> uid/gid -> capabilities + no_new_privs ->
@@ -10,7 +10,7 @@
  * gain inside its own user namespace gives it no power over any of them; the root is built
  * without user-namespace mount locks or unmapped-owner surprises.
  */
-#include "spawn.h"
+#include "jail.h"
 
 #include <errno.h>
 #include <fcntl.h>

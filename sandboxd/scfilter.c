@@ -1,4 +1,4 @@
-/* seccomp.c - the job's syscall filter (SECURITY.md item 10).
+/* scfilter.c - the job's syscall filter (SECURITY.md item 10).
  *
  * An allow-list, measured rather than guessed: `strace -f -c` and `strace -f -o` of
  * /usr/bin/python3.11 -I -S -B -u over hello world, `import numpy, pandas`, numpy linear algebra
@@ -45,9 +45,8 @@
  * ABI (nr 0xffffffff, syscall(-1), is let through to the default EPERM). The unit test checks
  * both by behaviour, and that every kill is KILL_PROCESS, not KILL_THREAD.
  */
-#define SC_WANT_LIBSECCOMP
-#include <seccomp.h> /* libseccomp's, handed on by ours: see seccomp.h */
-#include "seccomp.h"
+#include <seccomp.h>
+#include "scfilter.h"
 
 #include "cleanup.h"
 
