@@ -2,7 +2,8 @@
 
 sandboxd execs `python3.11 -I -S -B -u runner.py` with cwd /tmp, stdin /dev/null, stdout and
 stderr on pipes, fd 3 = the script source (read to EOF) and fd 4 = the result channel. The
-runner checks that the script binds `main` at module level, runs it as __main__, calls main(),
+runner checks that the script binds `main` at module level, runs it as module __script__, calls
+main(),
 converts the return value to JSON and writes exactly one frame on the result channel:
 
     b"PXR1" + payload length (4 bytes, big-endian) + UTF-8 JSON payload, one of
@@ -304,13 +305,15 @@ def not_serializable(obj, note=""):
     return BadResult("Result is not JSON-serializable: %s%s" % (type(obj).__name__, note))
 
 
-_BIG_INT_BITS = 14000  # below this an int has fewer digits than the default str() limit
+MODULE_NAME = "__script__"
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what a 64-bit JSON integer holds
 
 
 class Converter:
     """Turns main()'s return value into plain JSON types, one documented rule per type:
 
-    str, int, float, bool, None        as they are (subclasses: their plain value)
+    str, int, float, bool, None        as they are (subclasses: their plain value); an int
+                                       beyond signed 64 bits becomes a float
     float NaN, +inf, -inf              null (JSON has no such numbers)
     dict                               object; keys: str kept, int/float/bool/None as
                                        json.dumps writes them, numpy bool/int/float keys via
@@ -349,7 +352,7 @@ class Converter:
         if t is bool or v is None:
             return v
         if t is int:
-            return v if v.bit_length() < _BIG_INT_BITS else self.big_int(v)
+            return v if _INT_MIN <= v <= _INT_MAX else self.big_int(v)
         if t is float:
             return v if v - v == 0.0 else None  # NaN - NaN and inf - inf are NaN
         if t is list or t is tuple:
@@ -359,11 +362,12 @@ class Converter:
         return self.other(v, depth)
 
     def big_int(self, v):
+        # Integers beyond signed 64 bits become floats: the daemon's and the gateway's JSON
+        # parsers hold 64-bit integers, and JSON readers in most languages hold doubles.
         try:
-            int.__repr__(v)
-        except ValueError:
-            raise not_serializable(v, " (over %d digits)" % sys.get_int_max_str_digits())
-        return v
+            return float(v)
+        except OverflowError:
+            raise not_serializable(v, " (too large for a JSON number)")
 
     def enter(self, v, depth):
         if depth >= MAX_DEPTH:
@@ -387,7 +391,7 @@ class Converter:
         try:
             for i, x in enumerate(items):
                 t = type(x)
-                if t is int and x.bit_length() < _BIG_INT_BITS or t is bool or x is None:
+                if t is int and _INT_MIN <= x <= _INT_MAX or t is bool or x is None:
                     append(x)
                 elif t is float:
                     append(x if x - x == 0.0 else None)
@@ -623,9 +627,11 @@ def run(source_bytes):
         sys.modules["linecache"].cache[SCRIPT_NAME] = entry
     else:
         sys.meta_path.insert(0, LinecacheHook(entry))
-    module = type(sys)("__main__")
+    # Not "__main__": the common `if __name__ == "__main__": main()` guard would otherwise
+    # run main() a second time, with its output and side effects twice.
+    module = type(sys)(MODULE_NAME)
     module.__builtins__ = builtins
-    sys.modules["__main__"] = module  # pickle, dataclasses, typing look the module up here
+    sys.modules[MODULE_NAME] = module  # pickle, dataclasses, typing look the module up here
     sys.argv = [SCRIPT_NAME]
     recursion_limit = sys.getrecursionlimit()
     try:

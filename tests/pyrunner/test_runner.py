@@ -293,14 +293,14 @@ def test_module_namespace(reply):
             g = globals()
             return {
                 "name": __name__,
-                "main_module": sys.modules["__main__"].__dict__ is g,
+                "main_module": sys.modules["__script__"].__dict__ is g,
                 "builtins": g["__builtins__"] is __builtins__ and hasattr(__builtins__, "len"),
                 "keys": sorted(k for k in g if k.startswith("__")),
                 "argv": sys.argv,
             }
     """)
     assert reply(script) == ok({
-        "name": "__main__", "main_module": True, "builtins": True,
+        "name": "__script__", "main_module": True, "builtins": True,
         "keys": ["__builtins__", "__doc__", "__loader__", "__name__", "__package__", "__spec__"],
         "argv": ["<script>"]})
 
@@ -316,7 +316,7 @@ def test_script_classes_pickle_and_dataclasses(reply):
             p = pickle.loads(pickle.dumps(Point(1, 2)))
             return [p.x, p.y, Point.__module__]
     """)
-    assert reply(script) == ok([1, 2, "__main__"])
+    assert reply(script) == ok([1, 2, "__script__"])
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -488,12 +488,12 @@ def test_linecache_has_the_script_even_after_clearcache(run):
     assert '  File "<script>", line 6, in main\n    raise ValueError(line)\n' in r.err
 
 
-def test_main_guard_idiom_runs_main_twice(run):
-    # __name__ is "__main__", as asked: the usual guard calls main() once more itself.
+def test_main_guard_idiom_runs_main_once(run):
+    # __name__ is "__script__", so the usual guard does not call main() a second time.
     r = run("def main():\n    print('main ran')\n    return 1\n\n"
             "if __name__ == '__main__':\n    main()\n")
     assert r.frame == ok(1)
-    assert r.out == "main ran\nmain ran\n"
+    assert r.out == "main ran\n"
 
 
 def test_warnings_show_script_source(run):
@@ -815,9 +815,9 @@ def test_plain_values(run):
                     [], {}, (), [[]], {"a": {"b": [1, (2, 3)]}}]
     """)
     r = run(script)
-    assert r.frame == ok([None, True, False, 0, -7, 2 ** 70, 1.5, -0.0, 1e300, "s", "",
+    assert r.frame == ok([None, True, False, 0, -7, float(2 ** 70), 1.5, -0.0, 1e300, "s", "",
                           [], {}, [], [[]], {"a": {"b": [1, [2, 3]]}}])
-    assert r.raw[8:] == (b'{"status":"ok","result":[null,true,false,0,-7,1180591620717411303424,'
+    assert r.raw[8:] == (b'{"status":"ok","result":[null,true,false,0,-7,1.1805916207174113e+21,'
                          b'1.5,-0.0,1e+300,"s","",[],{},[],[[]],{"a":{"b":[1,[2,3]]}}]}')
 
 
@@ -912,9 +912,14 @@ def test_lone_surrogates_become_replacement_characters(run):
 
 
 def test_big_ints(reply):
-    assert reply("def main():\n    return 10 ** 4000\n") == ok(10 ** 4000)
+    # Beyond signed 64 bits an int becomes a float; past the float range it is refused.
+    assert reply("def main():\n    return [2 ** 63 - 1, -2 ** 63]\n") == ok([2 ** 63 - 1, -2 ** 63])
+    assert reply("def main():\n    return [2 ** 63, 10 ** 20, -2 ** 100]\n") == ok(
+        [float(2 ** 63), 1e20, -float(2 ** 100)])
+    assert reply("def main():\n    return 10 ** 400\n") == bad(
+        "Result is not JSON-serializable: int (too large for a JSON number) at result")
     assert reply("def main():\n    return [10 ** 5000]\n") == bad(
-        "Result is not JSON-serializable: int (over 4300 digits) at result[0]")
+        "Result is not JSON-serializable: int (too large for a JSON number) at result[0]")
     assert reply("import sys\nsys.set_int_max_str_digits(0)\n"
                  "def main():\n    return {10 ** 5000: 1}\n") == bad(
         "Result is not JSON-serializable: int (dict key over 4300 digits) at result")
@@ -948,7 +953,7 @@ def test_numpy_scalars(run):
             }
     """)
     r = run(script)
-    assert r.frame == ok({"int64": 7, "int8": -3, "uint64": 2 ** 64 - 1, "float64": 1.25,
+    assert r.frame == ok({"int64": 7, "int8": -3, "uint64": float(2 ** 64 - 1), "float64": 1.25,
                           "float32": 0.5, "float16": 1.5, "longdouble": 0.25, "true": True,
                           "false": False, "nan": None, "inf": None, "str": "s"})
     assert b'"true":true,"false":false' in r.raw
