@@ -62,7 +62,7 @@ static void conn_send(struct conn *c, struct proto_buf *b)
 
 static void conn_error(struct conn *c, uint64_t id, uint16_t code, const char *msg)
 {
-	struct proto_buf b = { 0 };
+	struct proto_buf b = {0};
 
 	if (proto_encode_error(&b, id, code, msg) == 0)
 		conn_send(c, &b);
@@ -74,9 +74,9 @@ static struct conn_job *conn_find(struct conn *c, uint64_t id)
 {
 	struct conn_job *cj;
 
-	TAILQ_FOREACH (cj, &c->jobs, link)
-		if (cj->id == id)
-			return cj;
+	TAILQ_FOREACH(cj, &c->jobs, link)
+	if (cj->id == id)
+		return cj;
 	return NULL;
 }
 
@@ -84,7 +84,7 @@ static void on_job_done(struct job *j, const struct proto_result *r, void *arg)
 {
 	struct conn_job *cj = arg;
 	struct conn *c = cj->c;
-	struct proto_buf b = { 0 };
+	struct proto_buf b = {0};
 
 	/* One line per job; never the script, its output or its result. */
 	log_info("job %llu from pid %d: %s in %u ms (cpu %u ms, peak %llu KiB)",
@@ -132,7 +132,8 @@ static int handle_submit(struct conn *c, const struct proto_hdr *h, const uint8_
 		return 0;
 	}
 	if (conn_find(c, h->job_id)) {
-		conn_error(c, h->job_id, PROTO_E_INVALID, "job id already in flight on this connection");
+		conn_error(c, h->job_id, PROTO_E_INVALID,
+			   "job id already in flight on this connection");
 		return 0;
 	}
 	cj = calloc(1, sizeof(*cj));
@@ -171,15 +172,15 @@ static int handle_ping(struct conn *c, const struct proto_hdr *h, const uint8_t 
 {
 	struct sbx *s = c->s;
 	const char *why = s->stopping ? "shutting down" : "";
-	struct proto_pong pong = { .ready = s->ready && !s->stopping,
-				   .cgroup_version = (uint16_t)s->cg.version,
-				   .running = s->running,
-				   .queued = s->queued,
-				   .max_running = (uint32_t)s->cfg->max_running,
-				   .max_queued = (uint32_t)s->cfg->max_queued,
-				   .reason = why,
-				   .reason_len = (uint32_t)strlen(why) };
-	struct proto_buf b = { 0 };
+	struct proto_pong pong = {.ready = s->ready && !s->stopping,
+				  .cgroup_version = (uint16_t)s->cg.version,
+				  .running = s->running,
+				  .queued = s->queued,
+				  .max_running = (uint32_t)s->cfg->max_running,
+				  .max_queued = (uint32_t)s->cfg->max_queued,
+				  .reason = why,
+				  .reason_len = (uint32_t)strlen(why)};
+	struct proto_buf b = {0};
 
 	if (proto_encode_pong(&b, h->job_id, &pong) == 0)
 		conn_send(c, &b);
@@ -192,9 +193,9 @@ static const struct {
 	uint16_t type;
 	int (*handler)(struct conn *c, const struct proto_hdr *h, const uint8_t *p);
 } permits[] = {
-	{ PROTO_SUBMIT, handle_submit },
-	{ PROTO_CANCEL, handle_cancel },
-	{ PROTO_PING, handle_ping },
+    {PROTO_SUBMIT, handle_submit},
+    {PROTO_CANCEL, handle_cancel},
+    {PROTO_PING, handle_ping},
 };
 
 static void conn_protocol_error(struct conn *c, const char *why)
@@ -226,7 +227,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		 * for, or gather, any payload. */
 		n = proto_frame_check(buf, avail, &h);
 		if (n < 0) {
-			conn_protocol_error(c, strerror((int)-n));
+			conn_protocol_error(c, n == -EBADMSG ? "bad magic"
+					       : n == -EPROTONOSUPPORT
+						   ? "unsupported protocol version"
+					       : n == -EMSGSIZE ? "frame too large for its type"
+								: "unknown message type or flags");
 			return;
 		}
 		if (n == 0)
@@ -239,10 +244,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		for (i = 0; i < ARRAY_SIZE(permits) && permits[i].type != h.type; i++)
 			;
 		r = i < ARRAY_SIZE(permits) ? permits[i].handler(c, &h, buf + PROTO_HDR_SIZE)
-					   : -EPROTO; /* a daemon-to-client type */
+					    : -EPROTO; /* a daemon-to-client type */
 		evbuffer_drain(in, (size_t)n);
 		if (r < 0) {
-			conn_protocol_error(c, r == -ENOMEM ? "out of memory" : "malformed message");
+			conn_protocol_error(c,
+					    r == -ENOMEM ? "out of memory" : "malformed message");
 			return;
 		}
 	}
@@ -323,7 +329,7 @@ int srv_prepare_dir(struct sbx *s, const char *dir)
 int srv_listen(struct sbx *s)
 {
 	const char *path = s->cfg->socket_path;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char dir[sizeof(sa.sun_path)];
 	struct stat st;
 	_cleanup_close_ int fd = -1;
