@@ -6,6 +6,7 @@
  */
 #include "proto.h"
 #include "cleanup.h"
+#include "jsonout.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,9 @@
 #define DEFAULT_SOCKET "/run/pyexec/sandboxd.sock"
 /* One job per invocation, so any id works; 1 keeps the daemon's logs easy to read. */
 #define JOB_ID 1
+/* The runner refuses results nested over 64 levels; the margin only guards our stack against a
+ * daemon that misbehaves. */
+#define RESULT_DEPTH_MAX 128
 
 enum {
 	EXIT_VERDICT_OK = 0, /* the script ran and main() returned a JSON value */
@@ -168,84 +172,6 @@ static void report_connect_error(const char *path, int r)
 	fprintf(stderr, "pyexec: cannot connect to %s: %s%s\n", path, strerror(-r), hint);
 }
 
-/* Decodes bytes as UTF-8, replacing each maximal invalid subpart with U+FFFD (the Unicode
- * recommendation, which is also what Python's errors="replace" does), because json_stringn()
- * refuses invalid UTF-8 and a script may print any bytes. */
-static char *utf8_lossy(const char *s, size_t len, size_t *ret_len)
-{
-	static const char fffd[] = "\xEF\xBF\xBD";
-	const uint8_t *in = (const uint8_t *)s;
-	size_t i = 0, j, o = 0;
-	char *out;
-
-	/* Worst case: every byte becomes a 3-byte U+FFFD. */
-	if (len > (SIZE_MAX - 1) / 3)
-		return NULL;
-	out = malloc(len * 3 + 1);
-	if (!out)
-		return NULL;
-	while (i < len) {
-		uint8_t c = in[i], lo = 0x80, hi = 0xBF;
-		unsigned need, k;
-
-		if (c < 0x80) {
-			out[o++] = (char)c;
-			i++;
-			continue;
-		}
-		/* The second byte's range excludes overlongs (E0, F0), surrogates (ED) and code
-		 * points above U+10FFFF (F4). */
-		if (c >= 0xC2 && c <= 0xDF) {
-			need = 1;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			need = 2;
-			if (c == 0xE0)
-				lo = 0xA0;
-			else if (c == 0xED)
-				hi = 0x9F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			need = 3;
-			if (c == 0xF0)
-				lo = 0x90;
-			else if (c == 0xF4)
-				hi = 0x8F;
-		} else {
-			memcpy(out + o, fffd, 3);
-			o += 3;
-			i++;
-			continue;
-		}
-		for (j = i + 1, k = 0; k < need && j < len; j++, k++) {
-			if (in[j] < lo || in[j] > hi)
-				break;
-			lo = 0x80;
-			hi = 0xBF;
-		}
-		if (k == need) {
-			memcpy(out + o, in + i, j - i);
-			o += j - i;
-		} else {
-			memcpy(out + o, fffd, 3);
-			o += 3;
-		}
-		i = j;
-	}
-	out[o] = '\0';
-	*ret_len = o;
-	return out;
-}
-
-static json_t *json_string_lossy(const char *s, uint32_t len)
-{
-	_cleanup_free_ char *clean = NULL;
-	size_t n;
-
-	clean = utf8_lossy(s, len, &n);
-	if (!clean)
-		return NULL;
-	return json_stringn(clean, n);
-}
-
 static int set_new(json_t *obj, const char *key, json_t *val)
 {
 	/* json_object_set_new() steals val even on failure, and a NULL val is an error there. */
@@ -256,8 +182,9 @@ static int print_json(json_t *obj)
 {
 	_cleanup_free_ char *text = NULL;
 
-	/* Compact and UTF-8 (no \u escapes for non-ASCII): the same bytes the gateway sends. */
-	text = json_dumps(obj, JSON_COMPACT);
+	/* The gateway's writer, so this prints the same bytes as the HTTP body: Python's
+	 * json.dumps look, UTF-8 kept, floats as their shortest repr (0.1, 3.0). */
+	text = jo_dumps(obj, NULL);
 	if (!text) {
 		fprintf(stderr, "pyexec: cannot encode the output JSON\n");
 		return EXIT_DAEMON;
@@ -398,6 +325,11 @@ static int cmd_run(const struct opts *o, const char *file)
 	if (res.verdict == PROTO_V_OK) {
 		/* Parse and re-encode rather than splice: what we print is JSON by construction.
 		 * ALLOW_NUL: a Python string may hold U+0000. */
+		if (jo_too_deep(res.result, res.result_len, RESULT_DEPTH_MAX)) {
+			fprintf(stderr, "pyexec: sandboxd sent a result nested over %d levels\n",
+				RESULT_DEPTH_MAX);
+			return EXIT_DAEMON;
+		}
 		val =
 		    json_loadb(res.result, res.result_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!val) {
@@ -408,16 +340,16 @@ static int cmd_run(const struct opts *o, const char *file)
 		if (set_new(obj, "result", val) < 0)
 			goto nomem;
 	} else if (res.message_len > 0) {
-		if (set_new(obj, "error", json_string_lossy(res.message, res.message_len)) < 0)
+		if (set_new(obj, "error", jo_string_lossy(res.message, res.message_len)) < 0)
 			goto nomem;
 	} else {
 		/* The daemon always sends the text; never print an error without one. */
 		if (set_new(obj, "error", json_string(proto_verdict_name(res.verdict))) < 0)
 			goto nomem;
 	}
-	if (set_new(obj, "stdout", json_string_lossy(res.out, res.out_len)) < 0)
+	if (set_new(obj, "stdout", jo_string_lossy(res.out, res.out_len)) < 0)
 		goto nomem;
-	if (o->show_stderr && set_new(obj, "stderr", json_string_lossy(res.err, res.err_len)) < 0)
+	if (o->show_stderr && set_new(obj, "stderr", jo_string_lossy(res.err, res.err_len)) < 0)
 		goto nomem;
 
 	/* Truncation is not part of the API body; say it where a human will see it. */
@@ -471,7 +403,7 @@ static int cmd_status(const struct opts *o)
 	    set_new(obj, "queued", json_integer(pg.queued)) < 0 ||
 	    set_new(obj, "max_running", json_integer(pg.max_running)) < 0 ||
 	    set_new(obj, "max_queued", json_integer(pg.max_queued)) < 0 ||
-	    set_new(obj, "reason", json_string_lossy(pg.reason, pg.reason_len)) < 0) {
+	    set_new(obj, "reason", jo_string_lossy(pg.reason, pg.reason_len)) < 0) {
 		fprintf(stderr, "pyexec: %s\n", strerror(ENOMEM));
 		return EXIT_DAEMON;
 	}
