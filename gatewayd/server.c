@@ -1,0 +1,371 @@
+/* server.c - see server.h.
+ *
+ * libevent 2.1's evhttp has no hook for a new connection (2.2 adds evhttp_set_newreqcb and
+ * evhttp_set_max_connections), and it reads nothing while a request is being answered, so it
+ * would notice a client that left only when the answer fails to be written. Both are built here
+ * from public API: evhttp asks us for each connection's bufferevent (evhttp_set_bevcb), and
+ * right after it wires that bufferevent to its evhttp_connection (the callback argument, see
+ * libevent's evhttp_connection_base_bufferevent_new) we pick the connection up, count it and
+ * watch it; an EV_CLOSED event on its socket reports the peer's close while evhttp is not
+ * reading.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+struct gw_conn {
+	LIST_ENTRY(gw_conn) link;
+	struct gw *gw;
+	struct evhttp_connection *evcon;
+	struct event *closed_ev;   /* EV_CLOSED on the socket, while an answer is prepared */
+	struct event *deadline_ev; /* the next request must be complete before this fires */
+	void (*on_gone)(void *);
+	void *gone_arg;
+	bool sending; /* an answer is queued and not written yet */
+};
+
+/* A bufferevent evhttp took from us, waiting for evhttp to finish setting it up. */
+struct gw_pending {
+	struct gw *gw;
+	struct bufferevent *bev;
+};
+
+static struct timeval ms_tv(uint64_t ms)
+{
+	return (struct timeval){.tv_sec = (time_t)(ms / 1000),
+				.tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+int srv_listen_open(const char *hostport, char *desc, size_t desc_len)
+{
+	struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char host[256], addr[INET6_ADDRSTRLEN];
+	const char *port, *colon;
+	_cleanup_close_ int fd = -1;
+	int one = 1, r;
+	size_t hl;
+
+	/* HOST:PORT or [V6ADDR]:PORT; an empty host or "*" means every address. */
+	if (hostport[0] == '[') {
+		const char *end = strchr(hostport, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - hostport - 1);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, hostport + 1, hl);
+		port = end + 2;
+	} else {
+		colon = strrchr(hostport, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - hostport);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, hostport, hl);
+		port = colon + 1;
+	}
+	host[hl] = '\0';
+	if (!*port || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
+		return -EINVAL;
+	r = getaddrinfo(*host && strcmp(host, "*") ? host : NULL, port, &hints, &ai);
+	if (r != 0)
+		return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		r = -errno;
+		freeaddrinfo(ai);
+		return r;
+	}
+	/* A restarted gateway must not wait for the old connections' TIME_WAIT. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	r = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+	freeaddrinfo(ai);
+	if (r < 0)
+		return r;
+	if (listen(fd, 511) < 0)
+		return -errno;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
+		snprintf(desc, desc_len, "[%s]:%u", addr, ntohs(s6->sin6_port));
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
+		snprintf(desc, desc_len, "%s:%u", addr, ntohs(s4->sin_port));
+	}
+	return steal_fd(&fd);
+}
+
+static void conn_arm_deadline(struct gw_conn *c)
+{
+	struct timeval tv = ms_tv(c->gw->cfg->request_timeout_ms);
+
+	event_add(c->deadline_ev, &tv);
+}
+
+/* evhttp frees the connection: after a "Connection: close" answer, a timeout, an error, the
+ * client's EOF between requests, or evhttp_free(). */
+static void conn_on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct gw_conn *c = arg;
+	struct gw *gw = c->gw;
+	void (*on_gone)(void *) = c->on_gone;
+
+	if (on_gone) {
+		/* A request was still being answered (evhttp_free() at shutdown). */
+		c->on_gone = NULL;
+		on_gone(c->gone_arg);
+	}
+	if (c->sending)
+		gw->n_sending--;
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	event_free(c->closed_ev);
+	event_free(c->deadline_ev);
+	LIST_REMOVE(c, link);
+	gw->n_conns--;
+	free(c);
+}
+
+/* The client closed its end while we prepared its answer: nobody will read the answer, so the
+ * job is cancelled (by on_gone) and the connection closed now, not when the job ends. */
+static void conn_on_peer_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+	void (*on_gone)(void *) = c->on_gone;
+
+	c->on_gone = NULL;
+	if (on_gone)
+		on_gone(c->gone_arg);
+	evhttp_connection_free(c->evcon); /* runs conn_on_close, which frees c */
+}
+
+/* The client did not send a whole request in time (slowloris: one byte at a time never trips
+ * the per-read timeout) or sat idle: close without an answer, as for a read timeout. */
+static void conn_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	log_debug("closing a connection that did not send a whole request in %llu ms",
+		  (unsigned long long)c->gw->cfg->request_timeout_ms);
+	evhttp_connection_free(c->evcon);
+}
+
+static struct gw_conn *conn_track(struct gw *gw, struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct gw_conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->gw = gw;
+	c->evcon = evcon;
+	c->closed_ev = event_new(gw->base, fd, EV_CLOSED, conn_on_peer_closed, c);
+	c->deadline_ev = evtimer_new(gw->base, conn_on_deadline, c);
+	if (fd < 0 || !c->closed_ev || !c->deadline_ev) {
+		if (c->closed_ev)
+			event_free(c->closed_ev);
+		if (c->deadline_ev)
+			event_free(c->deadline_ev);
+		free(c);
+		return NULL;
+	}
+	evhttp_connection_set_closecb(evcon, conn_on_close, c);
+	LIST_INSERT_HEAD(&gw->conns, c, link);
+	gw->n_conns++;
+	conn_arm_deadline(c);
+	return c;
+}
+
+/* Runs right after evhttp set the connection up (same loop iteration, before any read). */
+static void srv_on_new_conn(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_pending *p = arg;
+	struct gw *gw = p->gw;
+	bufferevent_event_cb eventcb = NULL;
+	struct evhttp_connection *evcon;
+	void *cbarg = NULL;
+	time_t now;
+
+	bufferevent_getcb(p->bev, NULL, NULL, &eventcb, &cbarg);
+	/* evhttp's callbacks are gone when it already gave the connection up (bufferevent_free()
+	 * clears them); our reference kept the memory valid to look. */
+	evcon = eventcb ? cbarg : NULL;
+	bufferevent_decref(p->bev);
+	free(p);
+	if (!evcon || evhttp_connection_get_server(evcon) != gw->http)
+		return;
+	if (gw->n_conns >= gw->cfg->max_connections) {
+		gw->metrics.connections_rejected++;
+		now = time(NULL);
+		if (now != gw->last_reject_log) { /* at most one line a second under a flood */
+			gw->last_reject_log = now;
+			log_warn("%u connections open (--max-connections): closing new ones",
+				 gw->n_conns);
+		}
+		evhttp_connection_free(evcon);
+		return;
+	}
+	if (!conn_track(gw, evcon)) {
+		log_error("out of memory: closing a new connection");
+		evhttp_connection_free(evcon);
+	}
+}
+
+static struct bufferevent *srv_on_new_bev(struct event_base *base, void *arg)
+{
+	struct gw *gw = arg;
+	struct bufferevent *bev;
+	struct gw_pending *p;
+
+	/* Without BEV_OPT_CLOSE_ON_FREE evhttp closes the socket itself when it frees the
+	 * connection, so the reference we hold below never keeps a socket open. */
+	bev = bufferevent_socket_new(base, -1, 0);
+	if (!bev)
+		return NULL;
+	p = malloc(sizeof(*p));
+	if (!p)
+		return bev; /* untracked; srv_request_received() picks it up later */
+	p->gw = gw;
+	p->bev = bev;
+	bufferevent_incref(bev);
+	/* No timeout: event_base_once() activates it at once, so it runs in this loop
+	 * iteration, after evhttp returned from accepting and before any byte is read. */
+	if (event_base_once(base, -1, EV_TIMEOUT, srv_on_new_conn, p, NULL) < 0) {
+		bufferevent_decref(bev);
+		free(p);
+	}
+	return bev;
+}
+
+static struct gw_conn *conn_find(struct gw *gw, struct evhttp_connection *evcon)
+{
+	struct gw_conn *c;
+
+	/* At most --max-connections entries, one lookup per request. */
+	LIST_FOREACH(c, &gw->conns, link)
+	if (c->evcon == evcon)
+		return c;
+	return NULL;
+}
+
+struct gw_conn *srv_request_received(struct gw *gw, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct gw_conn *c = conn_find(gw, evcon);
+
+	if (!c)
+		c = conn_track(gw, evcon);
+	if (c)
+		event_del(c->deadline_ev);
+	return c;
+}
+
+void srv_watch_peer(struct gw_conn *c, void (*on_gone)(void *), void *arg)
+{
+	if (!c)
+		return;
+	c->on_gone = on_gone;
+	c->gone_arg = arg;
+	if (c->gw->early_close)
+		event_add(c->closed_ev, NULL);
+}
+
+static void srv_unwatch_peer(struct gw_conn *c)
+{
+	c->on_gone = NULL;
+	c->gone_arg = NULL;
+	event_del(c->closed_ev);
+}
+
+/* The answer is written: the connection waits for its next request, under a new deadline. */
+static void srv_on_sent(struct evhttp_request *req, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	c->sending = false;
+	c->gw->n_sending--;
+	conn_arm_deadline(c);
+}
+
+void srv_send(struct gw *gw, struct gw_conn *c, struct evhttp_request *req, int status,
+	      struct evbuffer *body)
+{
+	if (gw->draining)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	if (c) {
+		srv_unwatch_peer(c);
+		c->sending = true;
+		gw->n_sending++;
+		evhttp_request_set_on_complete_cb(req, srv_on_sent, c);
+	}
+	evhttp_send_reply(req, status, NULL, body);
+}
+
+int srv_start(struct gw *gw, int fd, void (*handler)(struct evhttp_request *, void *))
+{
+	const struct gw_config *cfg = gw->cfg;
+	struct timeval io = ms_tv(cfg->io_timeout_ms);
+
+	gw->http = evhttp_new(gw->base);
+	if (!gw->http)
+		return -ENOMEM;
+	/* Over the cap, evhttp answers 413 from the Content-Length alone, before reading the
+	 * body (and stops a chunked body at the cap). */
+	evhttp_set_max_body_size(gw->http, (ev_ssize_t)cfg->max_body);
+	evhttp_set_max_headers_size(gw->http, (ev_ssize_t)cfg->max_headers);
+	/* Reads and writes that make no progress (an idle keep-alive connection too). */
+	evhttp_set_timeout_tv(gw->http, &io);
+	/* Every method reaches our handler, so a wrong one gets our 405 with Allow rather
+	 * than evhttp's 501. */
+	evhttp_set_allowed_methods(gw->http, 0xffff);
+	evhttp_set_default_content_type(gw->http, "application/json");
+	evhttp_set_gencb(gw->http, handler, gw);
+	evhttp_set_bevcb(gw->http, srv_on_new_bev, gw);
+	gw->early_close = (event_base_get_features(gw->base) & EV_FEATURE_EARLY_CLOSE) != 0;
+	gw->bound = evhttp_accept_socket_with_handle(gw->http, fd);
+	if (!gw->bound)
+		return -errno ? -errno : -ENOMEM;
+	return 0;
+}
+
+void srv_stop_accepting(struct gw *gw)
+{
+	if (gw->bound) {
+		/* Closes the listening socket: new clients are refused by the kernel. */
+		evhttp_del_accept_socket(gw->http, gw->bound);
+		gw->bound = NULL;
+	}
+}
+
+void srv_free(struct gw *gw)
+{
+	if (gw->http) {
+		evhttp_free(gw->http); /* closes every connection; conn_on_close frees ours */
+		gw->http = NULL;
+		gw->bound = NULL;
+	}
+}

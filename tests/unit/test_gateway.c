@@ -1,0 +1,334 @@
+/* test_gateway.c - unit tests for gatewayd's pure modules: request validation (request.c), the
+ * verdict-to-reply mapping (reply.c), API keys (auth.c) and the option table (config.c). The
+ * integration tests in tests/gateway run the same code behind real sockets. */
+#include "auth.h"
+#include "cleanup.h"
+#include "config.h"
+#include "jsonout.h"
+#include "reply.h"
+#include "request.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static unsigned passed, failed;
+
+static void check(bool ok, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void check(bool ok, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s ", ok ? "ok  " : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	if (!ok)
+		printf("  (%s:%d)", file, line);
+	printf("\n");
+	if (ok)
+		passed++;
+	else
+		failed++;
+}
+
+#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+static void test_content_type(void)
+{
+	static const struct {
+		const char *ct;
+		bool ok;
+	} cases[] = {
+	    {"application/json", true},
+	    {"application/json; charset=utf-8", true},
+	    {"APPLICATION/JSON;charset=utf-8", true},
+	    {"  application/json  ", true},
+	    {"application/json ;q=1", true},
+	    {"application/problem+json", true},
+	    {"application/+json", false},
+	    {"application/jsonp", false},
+	    {"application/json x", false},
+	    {"text/json", false},
+	    {"text/plain", false},
+	    {"", false},
+	    {NULL, false},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		CHECK(req_is_json_type(cases[i].ct) == cases[i].ok, "Content-Type '%s' -> %s",
+		      cases[i].ct ? cases[i].ct : "(none)", cases[i].ok ? "JSON" : "not JSON");
+}
+
+static int parse(const char *body, size_t len, struct exec_params *p, const char **err)
+{
+	static const struct exec_limits lim = {.timeout_ms_max = 30000, .memory_mb_max = 512};
+	static char msg[160];
+
+	return req_parse_execute("application/json", body, len, &lim, p, err, msg, sizeof(msg));
+}
+
+static void test_parse_execute(void)
+{
+	static const struct {
+		const char *body;
+		int status;
+		const char *error;
+	} cases[] = {
+	    {"{\"script\": \"x\"}", 0, NULL},
+	    {"", 400, "Request must be JSON"},
+	    {"[]", 400, "Request must be JSON"},
+	    {"\"s\"", 400, "Request must be JSON"},
+	    {"{\"script\": \"x\"", 400, "Request must be JSON"},
+	    {"{}", 400, "Missing 'script' field"},
+	    {"{\"script\": null}", 400, "'script' must be a string"},
+	    {"{\"script\": 5}", 400, "'script' must be a string"},
+	    {"{\"script\": \"x\", \"timeout_ms\": 99}", 400,
+	     "'timeout_ms' must be an integer between 100 and 30000"},
+	    {"{\"script\": \"x\", \"timeout_ms\": 30001}", 400,
+	     "'timeout_ms' must be an integer between 100 and 30000"},
+	    {"{\"script\": \"x\", \"timeout_ms\": false}", 400,
+	     "'timeout_ms' must be an integer between 100 and 30000"},
+	    {"{\"script\": \"x\", \"memory_mb\": 31}", 400,
+	     "'memory_mb' must be an integer between 32 and 512"},
+	    {"{\"script\": \"x\", \"memory_mb\": 64.0}", 400,
+	     "'memory_mb' must be an integer between 32 and 512"},
+	    {"{\"script\": \"x\", \"stderr\": 1}", 400, "'stderr' must be true or false"},
+	    {"{\"script\": \"x\", \"timeout_ms\": 99999999999999999999999}", 400,
+	     "Request JSON has a number out of range"},
+	};
+	struct exec_params p;
+	const char *err, *body;
+	int st;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		err = NULL;
+		st = parse(cases[i].body, strlen(cases[i].body), &p, &err);
+		CHECK(st == cases[i].status &&
+			  (cases[i].error ? err && strcmp(err, cases[i].error) == 0 : true),
+		      "%s -> %d %s", cases[i].body, st, err ? err : "");
+		if (st == 0)
+			exec_params_free(&p);
+	}
+
+	body = "{\"script\": \"a\\u0000b\", \"timeout_ms\": 100, \"memory_mb\": 512, "
+	       "\"stderr\": true}";
+	st = parse(body, strlen(body), &p, &err);
+	CHECK(st == 0 && p.script_len == 3 && memcmp(p.script, "a\0b", 3) == 0 &&
+		  p.timeout_ms == 100 && p.memory_mb == 512 && p.want_stderr,
+	      "a NUL inside the script is kept, with the limits and the stderr flag");
+	if (st == 0)
+		exec_params_free(&p);
+	body = "{\"script\": \"x\", \"timeout_ms\": null, \"stderr\": null}";
+	st = parse(body, strlen(body), &p, &err);
+	CHECK(st == 0 && p.timeout_ms == 0 && !p.want_stderr, "null means the default");
+	if (st == 0)
+		exec_params_free(&p);
+	/* A raw NUL byte outside a string is not JSON, and is seen despite strlen(). */
+	st = parse("{\"script\": \"x\"}\0junk", 20, &p, &err);
+	CHECK(st == 400, "bytes after a NUL are not ignored");
+	{
+		char deep[300];
+
+		memcpy(deep, "{\"script\": \"x\", \"a\": ", 21);
+		memset(deep + 21, '[', 70);
+		memset(deep + 91, ']', 70);
+		deep[161] = '}';
+		st = parse(deep, 162, &p, &err);
+		CHECK(st == 400 && strstr(err, "nested too deeply"), "70 levels are refused");
+	}
+	{
+		size_t n = PROTO_SCRIPT_MAX + 1 + 14;
+		char *big = malloc(n);
+
+		memcpy(big, "{\"script\": \"", 12);
+		memset(big + 12, 'x', PROTO_SCRIPT_MAX + 1);
+		memcpy(big + 12 + PROTO_SCRIPT_MAX + 1, "\"}", 2);
+		st = parse(big, n, &p, &err);
+		CHECK(st == 413, "a script over the protocol's cap is 413");
+		free(big);
+	}
+	{
+		const char *err2 = NULL;
+		char msg[160];
+		const struct exec_limits lim = {30000, 512};
+
+		st = req_parse_execute("text/plain", "{\"script\": \"x\"}", 15, &lim, &p, &err2,
+				       msg, sizeof(msg));
+		CHECK(st == 400 && strcmp(err2, "Request must be JSON") == 0,
+		      "a JSON body under another Content-Type is refused");
+	}
+}
+
+static char *body_text(json_t *body)
+{
+	char *s = jo_dumps(body, NULL);
+
+	json_decref(body);
+	return s;
+}
+
+static void test_reply(void)
+{
+	struct proto_result res = {0};
+	struct proto_error e = {0};
+	struct gw_reply rep;
+	char *s;
+
+	res.verdict = PROTO_V_OK;
+	res.result = "{\"b\":[1,2.50]}";
+	res.result_len = (uint32_t)strlen(res.result);
+	res.out = "hi\xff";
+	res.out_len = 3;
+	res.err = "e";
+	res.err_len = 1;
+	CHECK(reply_from_result(&res, false, &rep) == 0 && rep.status == 200, "ok is 200");
+	s = body_text(rep.body);
+	CHECK(s &&
+		  strcmp(s, "{\"result\": {\"b\": [1, 2.5]}, \"stdout\": \"hi\xef\xbf\xbd\"}") == 0,
+	      "ok body: %s", s);
+	free(s);
+	CHECK(reply_from_result(&res, true, &rep) == 0, "stderr on request");
+	s = body_text(rep.body);
+	CHECK(s && strstr(s, "\"stderr\": \"e\"}"), "stderr last: %s", s);
+	free(s);
+
+	res.result = "{\"b\":";
+	res.result_len = 5;
+	CHECK(reply_from_result(&res, false, &rep) == 0 && rep.status == 500 && rep.problem,
+	      "a result that is not JSON is 500");
+	json_decref(rep.body);
+
+	static const struct {
+		uint16_t verdict;
+		int status;
+	} map[] = {
+	    {PROTO_V_NO_MAIN, 400},	  {PROTO_V_ERROR, 400},	     {PROTO_V_TIMEOUT, 400},
+	    {PROTO_V_OOM, 400},		  {PROTO_V_BAD_RESULT, 400}, {PROTO_V_KILLED, 400},
+	    {PROTO_V_SANDBOX_ERROR, 500}, {PROTO_V_CANCELLED, 503},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
+		res.verdict = map[i].verdict;
+		res.message = "Some text";
+		res.message_len = 9;
+		CHECK(reply_from_result(&res, false, &rep) == 0 && rep.status == map[i].status,
+		      "verdict %s -> %d", proto_verdict_name(map[i].verdict), map[i].status);
+		s = body_text(rep.body);
+		CHECK(s &&
+			  strcmp(s, "{\"error\": \"Some text\", \"stdout\": \"hi\xef\xbf\xbd\"}") ==
+			      0,
+		      "error body: %s", s);
+		free(s);
+	}
+
+	e.code = PROTO_E_BUSY;
+	CHECK(reply_from_refusal(&e, &rep) == 0 && rep.status == 503, "BUSY is 503");
+	json_decref(rep.body);
+	e.code = PROTO_E_INVALID;
+	e.message = "memory_mb must be between 32 and 256";
+	e.message_len = (uint32_t)strlen(e.message);
+	CHECK(reply_from_refusal(&e, &rep) == 0 && rep.status == 400, "INVALID is 400");
+	s = body_text(rep.body);
+	CHECK(s && strcmp(s, "{\"error\": \"memory_mb must be between 32 and 256\"}") == 0,
+	      "INVALID passes sandboxd's text on: %s", s);
+	free(s);
+	e.code = 77;
+	CHECK(reply_from_refusal(&e, &rep) == 0 && rep.status == 500, "an unknown code is 500");
+	json_decref(rep.body);
+
+	CHECK(strcmp(reply_truncated(0), "") == 0 &&
+		  strcmp(reply_truncated(PROTO_F_STDOUT_TRUNCATED), "stdout") == 0 &&
+		  strcmp(reply_truncated(PROTO_F_STDERR_TRUNCATED), "stderr") == 0 &&
+		  strcmp(reply_truncated(3), "stdout,stderr") == 0,
+	      "truncation header values");
+}
+
+static void test_auth(void)
+{
+	char path[] = "/tmp/test_gateway_keys_XXXXXX";
+	struct gw_auth *a = NULL;
+	const char *why = NULL;
+	unsigned line = 0;
+	int fd = mkstemp(path);
+	static const char keys[] = "# comment\n  alpha-123  \n\nbeta_456\r\n";
+
+	if (fd < 0 || write(fd, keys, sizeof(keys) - 1) != (ssize_t)(sizeof(keys) - 1)) {
+		CHECK(false, "cannot write a key file");
+		return;
+	}
+	close(fd);
+	CHECK(auth_load(path, &a, &why, &line) == 0 && auth_count(a) == 2, "two keys loaded");
+	CHECK(auth_check(a, "Bearer alpha-123"), "first key");
+	CHECK(auth_check(a, "Bearer beta_456"), "second key (CR trimmed)");
+	CHECK(auth_check(a, "bearer   beta_456  "), "scheme in any case, blanks around");
+	CHECK(!auth_check(a, "Bearer alpha-12"), "a prefix is not the key");
+	CHECK(!auth_check(a, "Bearer alpha-1234"), "a longer token is not the key");
+	CHECK(!auth_check(a, "Bearer alpha-124"), "one byte off");
+	CHECK(!auth_check(a, "Basic alpha-123"), "another scheme");
+	CHECK(!auth_check(a, "Bearer"), "no token");
+	CHECK(!auth_check(a, "Beareralpha-123"), "no space after the scheme");
+	CHECK(!auth_check(a, "Bearer # comment"), "a comment is not a key");
+	CHECK(!auth_check(a, NULL), "no header");
+	auth_free(a);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd >= 0) {
+		CHECK(write(fd, "ok\nbad key\n", 11) == 11, "rewrite the key file");
+		close(fd);
+	}
+	a = NULL;
+	CHECK(auth_load(path, &a, &why, &line) == -EINVAL && line == 2 && !a,
+	      "a key with a space is refused, with its line");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd >= 0)
+		close(fd);
+	CHECK(auth_load(path, &a, &why, &line) == -ENOKEY, "an empty key file is refused");
+	unlink(path);
+	CHECK(auth_load(path, &a, &why, &line) == -ENOENT, "a missing key file is refused");
+}
+
+static void test_config(void)
+{
+	struct gw_config c;
+	char *argv1[] = {"gatewayd", NULL};
+	char *argv2[] = {"gatewayd", "--listen", "127.0.0.1:9", NULL};
+	char *argv3[] = {"gatewayd", "--max-body", "100", NULL};
+	char *argv4[] = {"gatewayd", "--timeout-ms", "60000", "--memory-mb", "1024", NULL};
+
+	unsetenv("PORT");
+	CHECK(cfg_parse(&c, 1, argv1) == 0 && strcmp(c.listen, "127.0.0.1:8080") == 0 &&
+		  c.max_body == 1 << 20 && c.timeout_ms == 30000 && c.memory_mb == 512 &&
+		  strcmp(c.user, "pyexec") == 0 &&
+		  strcmp(c.socket_path, "/run/pyexec/sandboxd.sock") == 0,
+	      "defaults");
+	setenv("PORT", "9090", 1);
+	CHECK(cfg_parse(&c, 1, argv1) == 0 && strcmp(c.listen, "0.0.0.0:9090") == 0 &&
+		  c.listen_from_env,
+	      "PORT gives 0.0.0.0:$PORT");
+	CHECK(cfg_parse(&c, 3, argv2) == 0 && strcmp(c.listen, "127.0.0.1:9") == 0,
+	      "--listen wins over PORT");
+	setenv("PORT", "99999", 1);
+	CHECK(cfg_parse(&c, 1, argv1) == -EINVAL, "a bad PORT is refused");
+	unsetenv("PORT");
+	CHECK(cfg_parse(&c, 3, argv3) == -EINVAL, "--max-body under its bound is refused");
+	CHECK(cfg_parse(&c, 5, argv4) == 0 && c.timeout_ms == 60000 && c.memory_mb == 1024,
+	      "caps can be raised within their bounds");
+}
+
+int main(void)
+{
+	test_content_type();
+	test_parse_execute();
+	test_reply();
+	test_auth();
+	test_config();
+	printf("%u passed, %u failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
