@@ -1,0 +1,115 @@
+"""Fixtures of the gateway tests: a real sandboxd and a real gatewayd (see harness.py), and
+real clients (python3-requests, curl).
+
+When the host cannot run the suite (not root, no namespaces, no pyexec account), the session
+exits with status 77, which ctest reports as skipped, after printing why.
+"""
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+
+_all = []  # every daemon started in this session, for the failure report
+
+
+def pytest_sessionstart(session):
+    reason = harness.skip_reason()
+    if reason:
+        # ctest's SKIP_RETURN_CODE is 77; pytest has no exit status for "all skipped".
+        sys.stdout.write(f"SKIPPED: {reason}\n")
+        sys.stdout.flush()
+        os._exit(77)
+    missing = harness.missing_binaries()
+    if missing:
+        sys.stdout.write(f"ERROR: not built: {', '.join(missing)} (build first, or set "
+                         "SANDBOXD and GATEWAYD)\n")
+        sys.stdout.flush()
+        os._exit(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._marks = {id(d): len(d.log()) for d in _all}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows what every daemon logged meanwhile."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for d in _all:
+            start = getattr(item, "_marks", {}).get(id(d), 0)
+            tail = d.log()[start:][-15000:]
+            if tail:
+                rep.sections.append((f"{type(d).__name__} log ({d.log_path})", tail))
+
+
+def _track(d):
+    _all.append(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The session's sandboxd: 4 jobs at once, default limits."""
+    d = _track(harness.Sandbox(max_running=4))
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture(scope="session")
+def gateway(sandbox):
+    """The session's gatewayd in front of `sandbox`, default settings."""
+    g = _track(harness.Gateway(sandbox.socket))
+    try:
+        g.start()
+        g.wait_connected()
+        yield g
+    finally:
+        rc = g.stop()
+        g.cleanup()
+    assert rc == 0, f"gatewayd exited with {rc} on SIGTERM"
+
+
+@pytest.fixture
+def url(gateway):
+    return gateway.url
+
+
+@pytest.fixture
+def start_sandbox():
+    """Starts extra sandboxds; each is stopped at the end of the test."""
+    started = []
+
+    def _start(*flags, wait=True, **kw):
+        d = _track(harness.Sandbox(*flags, **kw))
+        started.append(d)
+        return d.start(wait=wait)
+
+    yield _start
+    for d in started:
+        d.cleanup()
+
+
+@pytest.fixture
+def start_gateway():
+    """Starts extra gatewayds: start_gateway(socket_path, *flags, env=..., wait=True)."""
+    started = []
+
+    def _start(socket_path, *flags, wait=True, **kw):
+        g = _track(harness.Gateway(socket_path, *flags, **kw))
+        started.append(g)
+        return g.start(wait=wait)
+
+    yield _start
+    for g in started:
+        g.cleanup()

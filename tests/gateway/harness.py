@@ -1,0 +1,270 @@
+"""Real daemons for the gateway tests and the HTTP benchmark: a sandboxd and a gatewayd.
+
+Binaries come from the environment (ctest sets them, see CMakeLists.txt):
+  SANDBOXD       the privileged daemon  (default: <repo>/build/sandboxd)
+  GATEWAYD       the HTTP gateway       (default: <repo>/build/gatewayd)
+  PYEXEC_RUNNER  pyrunner's script      (default: <repo>/build/pyrunner/runner.py)
+
+Everything runs as root, as in production: sandboxd needs it, and gatewayd is started as root so
+that it really drops to the `pyexec` account (the tests check it did). Each sandboxd gets its own
+directory under /run (socket, jail mount point, log) and its own range of host uids, away from
+the ranges the sandboxd integration tests and a hand-started sandboxd use, so "no job process
+left" can be checked on a shared host. Each gatewayd listens on a free 127.0.0.1 port that it
+picks itself (--listen 127.0.0.1:0) and reports in its "ready" log line.
+"""
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+import pxclient  # noqa: E402  (the independent Python client of the wire protocol)
+
+
+def _first_existing(*paths):
+    for p in paths:
+        if p and os.path.exists(p):
+            return p
+    return paths[0]
+
+
+SANDBOXD = os.environ.get("SANDBOXD") or os.path.join(REPO, "build", "sandboxd")
+GATEWAYD = os.environ.get("GATEWAYD") or os.path.join(REPO, "build", "gatewayd")
+RUNNER = os.environ.get("PYEXEC_RUNNER") or _first_existing(
+    os.path.join(REPO, "build", "pyrunner", "runner.py"), os.path.join(REPO, "pyrunner", "runner.py"))
+GATEWAY_USER = "pyexec"
+
+# 32 host uids per sandboxd, 8 sandboxds per test process: [9.0M, 10.1M), clear of the
+# sandboxd integration tests (4.6M..8.7M) and of the default 4000000.
+_UID_BASE0 = 9_000_000 + (os.getpid() % 4000) * 256
+_uid_slots = itertools.count()
+
+DEFAULT_TIMEOUT = 120.0  # seconds any one HTTP answer may take; 2 small cores, busy
+
+
+def wait_for(cond, timeout, interval=0.05, what="condition"):
+    """Polls cond() until it returns a true value; returns it, or fails after timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_status(pid):
+    """Fields of /proc/PID/status as a dict, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    st = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        st[k] = v.strip()
+    return st
+
+
+def host_procs(lo, hi):
+    """Every process on the host with any of its uids in [lo, hi): [(pid, uid, name)]."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = read_status(d)
+        if not st or "Uid" not in st:
+            continue
+        uids = [int(x) for x in st["Uid"].split()]
+        if any(lo <= u < hi for u in uids):
+            found.append((int(d), uids[0], st.get("Name", "?")))
+    return found
+
+
+def skip_reason():
+    """Why this host cannot run the suite, or None."""
+    if os.geteuid() != 0:
+        return "the gateway tests need root (a real sandboxd, and gatewayd's privilege drop)"
+    try:
+        import pwd
+        pwd.getpwnam(GATEWAY_USER)
+    except KeyError:
+        return f"the account '{GATEWAY_USER}' does not exist (make user)"
+    try:
+        r = subprocess.run(["unshare", "--user", "--pid", "--net", "--mount", "--ipc", "--uts",
+                            "--fork", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot try namespaces with unshare(1): {e}"
+    if r.returncode != 0:
+        return ("user/pid/net/mount/ipc/uts namespaces are unavailable here: "
+                + r.stderr.decode(errors="replace").strip())
+    return None
+
+
+def missing_binaries():
+    return [p for p in (SANDBOXD, GATEWAYD) if not os.access(p, os.X_OK)]
+
+
+class _Proc:
+    """A daemon with a log file."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.proc = None
+        self._logf = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def _spawn(self, argv, env):
+        self._logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=self._logf, close_fds=True)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Signals, then waits; SIGKILL only if it hangs. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+        return self.proc.returncode
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+
+class Sandbox(_Proc):
+    """One sandboxd with its own socket, jail mount point, log and uids."""
+
+    def __init__(self, *flags, max_running=4):
+        self.dir = tempfile.mkdtemp(prefix="pyexec-gw-", dir="/run")
+        # Everyone may traverse it; sandboxd makes the socket's own directory 0750 root:pyexec.
+        os.chmod(self.dir, 0o755)
+        super().__init__(os.path.join(self.dir, "sandboxd.log"))
+        self.socket = os.path.join(self.dir, "sock", "sandboxd.sock")
+        self.jail = os.path.join(self.dir, "jail")
+        self.uid_base = _UID_BASE0 + 32 * next(_uid_slots)
+        self.uid_range = (self.uid_base, self.uid_base + 32)
+        self.argv = [SANDBOXD, "--socket", self.socket, "--jail-dir", self.jail,
+                     "--runner", RUNNER, "--uid-base", str(self.uid_base),
+                     "--max-running", str(max_running), *flags]
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+    def start(self, wait=True, timeout=90):
+        self._log_mark = len(self.log())
+        self._spawn(self.argv, self.env)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=90):
+        def ready():
+            if "ready: listening on" in self.log()[self._log_mark:] and \
+                    os.path.exists(self.socket):
+                return True
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sandboxd exited with {self.proc.returncode}:\n{self.log()}")
+            return False
+        wait_for(ready, timeout, what="sandboxd to be ready")
+
+    def ping(self):
+        with pxclient.Client(self.socket, timeout=30) as c:
+            return c.ping()
+
+    def job_procs(self):
+        return host_procs(*self.uid_range)
+
+    def cleanup(self):
+        self.stop()
+        if os.path.ismount(self.jail):  # never expected; do not rmtree through a mount
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Gateway(_Proc):
+    """One gatewayd, started as root so it drops to the pyexec account itself."""
+
+    _ready = re.compile(r"ready: listening on http://(\S+) as uid (\d+)")
+
+    def __init__(self, socket_path, *flags, env=None, listen="127.0.0.1:0"):
+        """listen=None leaves --listen out (the default, or $PORT from env, applies)."""
+        self.dir = tempfile.mkdtemp(prefix="pyexec-gwd-", dir="/run")
+        super().__init__(os.path.join(self.dir, "gatewayd.log"))
+        self.socket_path = socket_path
+        self.flags = (["--listen", listen] if listen else []) + list(flags)
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        self.env.update(env or {})
+        self.url = None
+        self.address = None
+
+    def start(self, wait=True, timeout=30):
+        self._log_mark = len(self.log())
+        self._spawn([GATEWAYD, "--socket", self.socket_path, *self.flags], self.env)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=30):
+        def ready():
+            m = self._ready.search(self.log()[self._log_mark:])
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gatewayd exited with {self.proc.returncode}:\n{self.log()}")
+            return None
+        m = wait_for(ready, timeout, what="gatewayd to be ready")
+        self.address = m.group(1)
+        self.url = "http://" + self.address
+        host, _, port = self.address.rpartition(":")
+        self.host, self.port = host, int(port)
+
+    def wait_connected(self, timeout=60):
+        """Until gatewayd holds a connection to sandboxd (its first attempt may be early)."""
+        import requests
+        wait_for(lambda: requests.get(self.url + "/health", timeout=30).status_code == 200,
+                 timeout, interval=0.1, what="gatewayd to reach sandboxd")
+
+    def status(self):
+        return read_status(self.pid)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

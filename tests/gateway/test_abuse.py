@@ -1,0 +1,214 @@
+"""Abuse: oversized and slow requests are cut off, connections are capped, a client that leaves
+cancels its job, and many clients at once are all answered correctly."""
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import requests
+
+from harness import wait_for
+
+TIMEOUT = 120
+HELLO = "def main():\n    return {'message': 'Hello, World!'}\n"
+
+
+def raw_request(gw, data, read_timeout=30):
+    """Sends bytes, returns everything the gateway sent until it closed or went quiet."""
+    with socket.create_connection((gw.host, gw.port), timeout=read_timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        return out
+
+
+def closed_by_peer(s, within):
+    """True when the peer closes the socket (EOF or reset) within `within` seconds."""
+    s.settimeout(within)
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+# ---- size caps --------------------------------------------------------------------------------
+
+def test_oversized_body_refused_from_content_length(gateway):
+    """413 from the header alone: the body is never sent, let alone read."""
+    t0 = time.monotonic()
+    out = raw_request(gateway, b"POST /execute HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413 "), out[:200]
+    assert time.monotonic() - t0 < 10
+
+
+def test_oversized_body_with_curl(gateway, tmp_path):
+    script = "def main():\n    return 1\n# " + "x" * (2 << 20)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"script": script}))
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                        f"{gateway.url}/execute", "-H", "Content-Type: application/json",
+                        "--data-binary", f"@{path}"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.stdout == "413", (p.stdout, p.stderr)
+
+
+def test_body_at_the_cap_is_served(url):
+    """Just under 1 MiB of body still runs (the cap is on the body, and 1 MiB is the default)."""
+    pad = (1 << 20) - 200
+    script = "def main():\n    return 1\n#" + "x" * pad
+    r = requests.post(url + "/execute", json={"script": script}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text[:300]
+    assert r.json() == {"result": 1, "stdout": ""}
+
+
+def test_headers_over_the_cap(gateway):
+    out = raw_request(gateway, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 +
+                      b"\r\n\r\n")
+    # evhttp refuses the request (400) or just closes; either way nothing is served.
+    assert out == b"" or out.startswith(b"HTTP/1.1 400 "), out[:200]
+
+
+def test_malformed_request_line(gateway):
+    out = raw_request(gateway, b"\x00\x01 not http at all\r\n\r\n")
+    assert out == b"" or out.startswith(b"HTTP/1.1 400 "), out[:200]
+
+
+def test_unknown_method(gateway):
+    out = raw_request(gateway, b"BREW /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 405 "), out[:200]
+    assert out.endswith(b'{"error": "Method not allowed"}\n')
+
+
+# ---- slow clients -----------------------------------------------------------------------------
+
+def test_slowloris_headers_cut_off(sandbox, start_gateway):
+    """One header byte every 200 ms never trips a per-read timeout; the whole-request deadline
+    (here 2 s) closes the connection anyway."""
+    gw = start_gateway(sandbox.socket, "--request-timeout-ms", "2000", "--io-timeout-ms", "5000")
+    req = b"POST /execute HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    t0 = time.monotonic()
+    s = socket.create_connection((gw.host, gw.port), timeout=10)
+    cut = False
+    try:
+        for b in req:
+            s.sendall(bytes([b]))
+            time.sleep(0.2)
+            if time.monotonic() - t0 > 20:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        cut = True
+    if not cut:
+        cut = closed_by_peer(s, 1)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert cut, "the slow client was not cut off"
+    assert 1.5 < elapsed < 15, elapsed
+    # The gateway itself is fine.
+    assert requests.get(gw.url + "/health", timeout=TIMEOUT).status_code == 200
+
+
+def test_slow_body_cut_off(sandbox, start_gateway):
+    gw = start_gateway(sandbox.socket, "--request-timeout-ms", "2000")
+    s = socket.create_connection((gw.host, gw.port), timeout=10)
+    s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100\r\n\r\n{")
+    t0 = time.monotonic()
+    assert closed_by_peer(s, 15)
+    assert time.monotonic() - t0 < 10
+    s.close()
+
+
+def test_idle_connection_closed(sandbox, start_gateway):
+    gw = start_gateway(sandbox.socket, "--io-timeout-ms", "1000", "--request-timeout-ms", "60000")
+    s = socket.create_connection((gw.host, gw.port), timeout=10)
+    t0 = time.monotonic()
+    assert closed_by_peer(s, 15)
+    assert time.monotonic() - t0 < 10
+    s.close()
+
+
+# ---- connection cap ---------------------------------------------------------------------------
+
+def test_max_connections(sandbox, start_gateway):
+    gw = start_gateway(sandbox.socket, "--max-connections", "3")
+    gw.wait_connected()
+    held = [socket.create_connection((gw.host, gw.port), timeout=10) for _ in range(3)]
+    time.sleep(0.3)
+    extra = socket.create_connection((gw.host, gw.port), timeout=10)
+    assert closed_by_peer(extra, 5), "a connection over the cap stayed open"
+    extra.close()
+    # The held ones still work.
+    held[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert held[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+    for s in held:
+        s.close()
+    # Room again once they are gone.
+    wait_for(lambda: requests.get(gw.url + "/health", timeout=10).status_code == 200, 20,
+             interval=0.2, what="the gateway to accept again")
+    m = requests.get(gw.url + "/metrics", timeout=10).text
+    assert "pyexec_http_connections_rejected_total " in m
+    rejected = [l for l in m.splitlines() if l.startswith("pyexec_http_connections_rejected_total")]
+    assert int(rejected[0].split()[1]) >= 1
+
+
+# ---- many clients -----------------------------------------------------------------------------
+
+def test_50_concurrent_requests(url):
+    def one(i):
+        src = f"def main():\n    print('job {i}')\n    return {{'i': {i}, 'sq': {i} * {i}}}\n"
+        r = requests.post(url + "/execute", json={"script": src}, timeout=300)
+        return i, r.status_code, r.text
+
+    with concurrent.futures.ThreadPoolExecutor(50) as ex:
+        results = list(ex.map(one, range(50)))
+    for i, status, text in results:
+        assert status == 200, (i, status, text)
+        assert text == f'{{"result": {{"i": {i}, "sq": {i * i}}}, "stdout": "job {i}\\n"}}\n'
+
+
+# ---- a client that leaves ---------------------------------------------------------------------
+
+def test_client_disconnect_cancels_job(sandbox, gateway):
+    marker = os.urandom(4).hex()
+    body = json.dumps({"script": f"import time\ndef main():\n    # {marker}\n    time.sleep(60)\n"
+                                 "    return 1\n"}).encode()
+    s = socket.create_connection((gateway.host, gateway.port), timeout=30)
+    s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    wait_for(sandbox.job_procs, 60, interval=0.1, what="the job to start")
+    t0 = time.monotonic()
+    s.close()
+    wait_for(lambda: not sandbox.job_procs(), 20, interval=0.1,
+             what=f"the job to be killed: {sandbox.job_procs()}")
+    assert time.monotonic() - t0 < 15
+    wait_for(lambda: "499 verdict=cancelled" in gateway.log(), 10, what="the 499 log line")
+    wait_for(lambda: "cancelled" in sandbox.log(), 10, what="sandboxd's cancelled line")
+    # Nothing of the job is left on the host, and the service goes on.
+    assert not sandbox.job_procs()
+    r = requests.post(gateway.url + "/execute", json={"script": HELLO}, timeout=TIMEOUT)
+    assert r.status_code == 200
+
+
+def test_health_client_disconnect(gateway):
+    """A /health client that leaves early is forgotten too (no answer to a closed socket)."""
+    s = socket.create_connection((gateway.host, gateway.port), timeout=30)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.close()
+    time.sleep(0.3)
+    assert requests.get(gateway.url + "/health", timeout=TIMEOUT).status_code == 200
