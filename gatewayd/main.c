@@ -56,7 +56,7 @@ static void on_up_event(void *arg, const struct up_event *ev)
 	case UP_EV_LOST:
 		/* A peer that closes before its first PONG usually refused our uid (sandboxd
 		 * serves root and its --gateway-user only). */
-		if (!ev->greeted && ev->err == -ECONNRESET)
+		if (!ev->greeted && (ev->err == -ECONNRESET || ev->err == -EPIPE))
 			hint =
 			    " before answering (does sandboxd's --gateway-user name our account?)";
 		log_warn("lost sandboxd: %s%s (%s); %u requests answered 503; reconnecting",

@@ -223,6 +223,10 @@ class Gateway(_Proc):
         self.socket_path = socket_path
         self.flags = (["--listen", listen] if listen else []) + list(flags)
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        # A sanitizer build (-DPYEXEC_SANITIZE=ON) reports where the caller wants it.
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                self.env[k] = os.environ[k]
         self.env.update(env or {})
         self.url = None
         self.address = None
