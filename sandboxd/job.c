@@ -265,35 +265,46 @@ static void on_oom(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static bool drain(int *fd, struct obuf *b)
+/* Reads what is there; true at EOF or on an error (every writer is gone). */
+static bool drain(int fd, struct obuf *b)
 {
 	char buf[65536];
 
 	for (;;) {
-		ssize_t n = read(*fd, buf, sizeof(buf));
+		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n > 0) {
 			obuf_add(b, buf, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
-			return false;
-		close_fd(fd); /* EOF or error: every writer is gone */
-		return true;
+		return !(n < 0 && errno == EAGAIN);
 	}
+}
+
+/* Drains a pipe for the last time: its event goes first, then the fd. The other order would
+ * leave the pipe in the epoll set whenever a job child still being set up holds a copy of it
+ * (clone3 copies all our fds, close_range comes late): epoll_ctl(DEL) on the closed number
+ * fails, the stale entry keeps reporting EOF under that number, and the next fd to get it (a
+ * pidfd) fires at once, so job_finish() waited on a live child and the loop hung. */
+static void drain_and_close(int *fd, struct event **ev, struct obuf *b)
+{
+	if (*fd >= 0)
+		(void)drain(*fd, b);
+	free_event(ev);
+	close_fd(fd);
 }
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
 
-	if (fd == j->fd_out && drain(&j->fd_out, &j->out))
-		free_event(&j->ev_out);
-	else if (fd == j->fd_err && drain(&j->fd_err, &j->err))
-		free_event(&j->ev_err);
-	else if (fd == j->fd_result && drain(&j->fd_result, &j->result))
-		free_event(&j->ev_result);
+	if (fd == j->fd_out && drain(j->fd_out, &j->out))
+		drain_and_close(&j->fd_out, &j->ev_out, &j->out);
+	else if (fd == j->fd_err && drain(j->fd_err, &j->err))
+		drain_and_close(&j->fd_err, &j->ev_err, &j->err);
+	else if (fd == j->fd_result && drain(j->fd_result, &j->result))
+		drain_and_close(&j->fd_result, &j->ev_result, &j->result);
 }
 
 static void on_script(evutil_socket_t fd, short what, void *arg)
@@ -660,12 +671,9 @@ static void job_finish(struct job *j)
 		/* A failure report may still sit in the socket, before its EOF. */
 		for (int i = 0; i < 4 && j->fd_sync >= 0; i++)
 			on_sync(j->fd_sync, EV_READ, j);
-		if (j->fd_result >= 0)
-			(void)drain(&j->fd_result, &j->result);
-		if (j->fd_out >= 0)
-			(void)drain(&j->fd_out, &j->out);
-		if (j->fd_err >= 0)
-			(void)drain(&j->fd_err, &j->err);
+		drain_and_close(&j->fd_result, &j->ev_result, &j->result);
+		drain_and_close(&j->fd_out, &j->ev_out, &j->out);
+		drain_and_close(&j->fd_err, &j->ev_err, &j->err);
 	}
 	if (j->cg_made)
 		(void)cg_job_stats(&j->cg, &st);
