@@ -63,7 +63,11 @@ int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job
 
 	for (int i = 0; i < CG_V1_N; i++)
 		j.dir_fd[i] = j.procs_fd[i] = -1;
-	snprintf(j.name, sizeof(j.name), "job-%llu", (unsigned long long)++ctx->seq);
+	/* The daemon's pid in the name: every sandboxd on a host (a test run next to the
+	 * production one) shares the "pyexec" parent, and a mkdir that found another daemon's
+	 * job-N would put two jobs in one cgroup, sharing and overwriting their limits. */
+	snprintf(j.name, sizeof(j.name), "job-%d-%llu", (int)getpid(),
+		 (unsigned long long)++ctx->seq);
 	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j) : cg_v1_job_create(ctx, lim, &j);
 	if (r < 0) {
 		cg_job_close_child_fds(&j);

@@ -30,7 +30,7 @@ struct cg_job {
 	int dir_fd[CG_V1_N];   /* v1: per controller; v2: [0] */
 	int procs_fd[CG_V1_N]; /* cgroup.procs opened for the child to write "0" into (v1) */
 	int oom_efd;           /* v1: eventfd signalled on OOM, or -1 */
-	char name[32];
+	char name[48]; /* job-<daemon pid>-<seq> */
 };
 
 struct cg_stats {

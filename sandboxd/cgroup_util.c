@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,8 +125,17 @@ void cgu_remove_stale(int base_fd)
 	if (!d)
 		return;
 	fd = -1; /* owned by d now */
-	while ((de = readdir(d)))
-		if (!strncmp(de->d_name, "job-", 4))
-			unlinkat(base_fd, de->d_name, AT_REMOVEDIR);
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "job-", 4))
+			continue;
+		/* job-<pid>-<seq> of a daemon that is still running is not stale: another
+		 * sandboxd may have just made it and not yet moved its job in. */
+		char *end;
+		long pid = strtol(de->d_name + 4, &end, 10);
+		if (*end == '-' && pid > 0 && pid != getpid() &&
+		    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+			continue;
+		unlinkat(base_fd, de->d_name, AT_REMOVEDIR);
+	}
 	closedir(d);
 }

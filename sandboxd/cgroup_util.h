@@ -15,7 +15,8 @@ int cgu_read_u64(int dirfd, const char *file, uint64_t *ret);
 int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 /* Our own path in a hierarchy from /proc/self/cgroup: "" for v2, a controller name for v1. */
 int cgu_self_path(const char *ctrl, char *buf, size_t len);
-/* Removes job-* directories a previous run left behind (empty ones only: rmdir). */
+/* Removes job-* directories a previous run left behind (empty ones only: rmdir), but not
+ * those of another sandboxd that is still running (job-<its pid>-<seq>). */
 void cgu_remove_stale(int base_fd);
 
 int cg_v1_init(struct cg_ctx *ctx, const char **why);
