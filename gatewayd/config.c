@@ -34,7 +34,7 @@ static const struct cfg_opt cfg_table[] = {
     S("listen", listen, "127.0.0.1:8080", "HOST:PORT to serve HTTP on ($PORT: 0.0.0.0:$PORT)"),
     S("socket", socket_path, "/run/pyexec/sandboxd.sock", "sandboxd's Unix socket"),
     S("user", user, "pyexec", "account to run as when started as root"),
-    S("api-keys", api_keys, "", "file of API keys, one per line (default: no keys, open)"),
+    S("api-keys", api_keys, "", "file of API keys, one per line; without it the API is open"),
     /* A 1 MiB script needs a little more than 1 MiB of JSON; the default keeps the seed's
      * 1 MiB request limit, the bound leaves room for scripts at the protocol's cap. */
     U("max-body", max_body, 1 << 20, 1024, 4 * PROTO_SCRIPT_MAX, "bytes", "request body"),
@@ -181,7 +181,8 @@ void cfg_print(const struct gw_config *c, FILE *out)
 		const struct cfg_opt *o = &cfg_table[i];
 		const char *p = (const char *)c + o->off;
 		if (o->type == CFG_STR)
-			fprintf(out, "%s = %s%s\n", o->key, *(const char *const *)p,
+			fprintf(out, "%s = %s%s\n", o->key,
+				**(const char *const *)p ? *(const char *const *)p : "-",
 				o->off == offsetof(struct gw_config, listen) && c->listen_from_env
 				    ? " (from $PORT)"
 				    : "");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -118,6 +119,32 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(gw->base);
 }
 
+/* Every connection is a descriptor. Past the open-files limit accept() fails with EMFILE and
+ * libevent's listener retries it in a tight loop, so the limit must leave room for
+ * --max-connections plus our own descriptors. Raises the limit as far as allowed (root may
+ * raise the hard limit too) and returns how many connections fit under it. */
+#define FD_RESERVE 64
+static uint64_t fit_nofile(uint64_t max_connections, bool is_root)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return max_connections;
+	if (rl.rlim_cur >= want)
+		return max_connections;
+	if (rl.rlim_max < want && is_root) {
+		struct rlimit up = {want, want};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return max_connections;
+	}
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return max_connections;
+	return rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE : rl.rlim_cur / 2;
+}
+
 static bool running_as_root(void)
 {
 	uid_t r, e, s;
@@ -141,6 +168,7 @@ int main(int argc, char **argv)
 	char listen_desc[96];
 	const char *why;
 	unsigned line;
+	uint64_t n;
 	int r, exit_code = 1;
 
 	log_set_ident("gatewayd");
@@ -191,7 +219,14 @@ int main(int argc, char **argv)
 		auth_free(gw.auth);
 		return 0;
 	}
-
+	n = fit_nofile(cfg.max_connections, is_root);
+	if (n < cfg.max_connections) {
+		log_warn("the open-files limit leaves room for %llu connections, not %llu: serving "
+			 "at most %llu (raise the limit, or lower --max-connections)",
+			 (unsigned long long)n, (unsigned long long)cfg.max_connections,
+			 (unsigned long long)n);
+		cfg.max_connections = n;
+	}
 	/* The socket first: a port below 1024 needs root, and it stays open across the drop. */
 	fd = srv_listen_open(cfg.listen, listen_desc, sizeof(listen_desc));
 	if (fd < 0) {
