@@ -106,9 +106,17 @@ static void child_env(char **envp, size_t max, char *blas_core, char *blas_l2)
 	envp[n] = NULL;
 }
 
-static int move_fd_high(int fd)
+static int write_oom_score_adj(void)
 {
-	return fcntl(fd, F_DUPFD_CLOEXEC, 64);
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "1000", 4) != 4)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 static _Noreturn void jail_child(const struct spawn_req *q, int sync)
@@ -132,6 +140,27 @@ static _Noreturn void jail_child(const struct spawn_req *q, int sync)
 	/* 1. Into the job's cgroup before anything else, so every page and task is charged
 	 *    and limited (v1; on v2 CLONE_INTO_CGROUP already put us there). */
 	if ((r = cg_job_attach_self(q->cg)) < 0)
+		child_fail(sync, ST_CGROUP, r, NULL);
+	/* 1b. Keep only the job's own fds: clone3 copied every fd of the daemon (clients,
+	 *     other jobs' pipes). Each goes to its final number now (stdout 1, stderr 2, script 3,
+	 *     result 4, sync 5), everything else is closed, so no later step can run out of
+	 *     fds under RLIMIT_NOFILE or hold another job's pipe open. */
+	fds[0] = fcntl(q->out_w, F_DUPFD_CLOEXEC, 10);
+	fds[1] = fcntl(q->err_w, F_DUPFD_CLOEXEC, 10);
+	fds[2] = fcntl(q->script_r, F_DUPFD_CLOEXEC, 10);
+	fds[3] = fcntl(q->result_w, F_DUPFD_CLOEXEC, 10);
+	fds[4] = fcntl(sync, F_DUPFD_CLOEXEC, 10);
+	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || fds[3] < 0 || fds[4] < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	if (dup3(fds[4], FD_SYNC, O_CLOEXEC) < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	sync = FD_SYNC;
+	if (dup2(fds[0], 1) < 0 || dup2(fds[1], 2) < 0 || dup2(fds[2], FD_SCRIPT) < 0 ||
+	    dup2(fds[3], FD_RESULT) < 0 || (close(0) < 0 && errno != EBADF) ||
+	    syscall(SYS_close_range, FD_SYNC + 1, ~0U, 0) < 0)
+		child_fail(sync, ST_FDS, errno, NULL);
+	/* 1c. Under host memory pressure, the kernel kills a job before anything else. */
+	if ((r = write_oom_score_adj()) < 0)
 		child_fail(sync, ST_CGROUP, r, NULL);
 	/* 2. A cgroup namespace rooted at the job's cgroup: /proc/self/cgroup shows only "/". */
 	if (unshare(CLONE_NEWCGROUP) < 0)
@@ -178,25 +207,11 @@ static _Noreturn void jail_child(const struct spawn_req *q, int sync)
 		if (poll(&p, 1, 0) != 0)
 			_exit(126);
 	}
-	/* 13. Exactly the job's fds: stdin /dev/null, stdout and stderr pipes, the script on 3,
-	 *     the result channel on 4, and our sync socket on 5 until execve closes it. */
-	fds[0] = move_fd_high(q->out_w);
-	fds[1] = move_fd_high(q->err_w);
-	fds[2] = move_fd_high(q->script_r);
-	fds[3] = move_fd_high(q->result_w);
-	fds[4] = move_fd_high(sync);
-	r = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || fds[3] < 0 || fds[4] < 0 || r < 0)
-		child_fail(sync, ST_FDS, errno, NULL);
-	sync = fds[4];
-	if (r == 0 ? fcntl(0, F_SETFD, 0) < 0 : dup2(r, 0) < 0)
-		child_fail(sync, ST_FDS, errno, NULL);
-	if (dup2(fds[0], 1) < 0 || dup2(fds[1], 2) < 0 || dup2(fds[2], FD_SCRIPT) < 0 ||
-	    dup2(fds[3], FD_RESULT) < 0 || dup3(fds[4], FD_SYNC, O_CLOEXEC) < 0)
-		child_fail(sync, ST_FDS, errno, NULL);
-	sync = FD_SYNC;
-	if (syscall(SYS_close_range, FD_SYNC + 1, ~0U, 0) < 0)
-		child_fail(sync, ST_FDS, errno, NULL);
+	/* 13. Exactly the job's fds, placed in step 1b: stdin is /dev/null (of the jail now),
+	 *     1-4 are inherited across execve, and the sync socket (5) closes on it. */
+	r = open("/dev/null", O_RDONLY); /* fd 0, the lowest free one */
+	if (r != 0)
+		child_fail(sync, ST_FDS, r < 0 ? errno : EBADF, NULL);
 	child_env(envp, ARRAY_SIZE(envp), blas_core[0] ? blas_core : NULL,
 		  blas_l2[0] ? blas_l2 : NULL);
 	/* 14. seccomp last: from here on only the allow-list, through execve and beyond. */

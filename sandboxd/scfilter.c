@@ -114,8 +114,6 @@ static const int sc_allowed[] = {
     SCMP_SYS(pwrite64),
     SCMP_SYS(preadv),
     SCMP_SYS(pwritev),
-    SCMP_SYS(preadv2),
-    SCMP_SYS(pwritev2),
     SCMP_SYS(lseek),
     SCMP_SYS(close),
     SCMP_SYS(close_range),
@@ -338,9 +336,10 @@ static const unsigned int sc_ioctl_allowed[] = {
 /* Pushing input into a terminal, and the Linux console's grab bag. */
 static const unsigned int sc_ioctl_killed[] = {TIOCSTI, TIOCLINUX};
 
-/* prctl options: thread names, read-only queries, the parent-death signal. */
+/* prctl options: thread names and read-only queries. Not PR_SET_PDEATHSIG: the job's init
+ * would clear the SIGKILL sandboxd armed, and outlive a crashed daemon. */
 static const int sc_prctl_allowed[] = {
-    PR_SET_NAME,      PR_GET_NAME,	   PR_GET_DUMPABLE, PR_SET_PDEATHSIG,
+    PR_SET_NAME,      PR_GET_NAME,	   PR_GET_DUMPABLE,
     PR_GET_PDEATHSIG, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP,  PR_CAPBSET_READ,
 };
 
@@ -459,6 +458,19 @@ static int add_prctl_rules(scmp_filter_ctx ctx)
 			return r;
 	}
 	return 0;
+}
+
+/* preadv2/pwritev2 only without flags: RWF_NOWAIT tells whether a page of a shared, read-only
+ * host file is in the page cache, a side channel into what the host and other jobs read. */
+static int add_rw2_rules(scmp_filter_ctx ctx)
+{
+	int r = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, SCMP_SYS(preadv2), 1,
+				       SC_ARG_MASKED(5, SC_LOW32, 0));
+
+	if (r < 0)
+		return r;
+	return seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, SCMP_SYS(pwritev2), 1,
+				      SC_ARG_MASKED(5, SC_LOW32, 0));
 }
 
 /* personality: PER_LINUX (a no-op here) and the query 0xffffffff pass, any other persona kills
@@ -582,6 +594,9 @@ int sc_filter_build(struct sc_filter *ret)
 	if (r < 0)
 		return r;
 	r = add_prlimit_rules(ctx);
+	if (r < 0)
+		return r;
+	r = add_rw2_rules(ctx);
 	if (r < 0)
 		return r;
 

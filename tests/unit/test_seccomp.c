@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -778,6 +779,10 @@ int main(int argc, char **argv)
 		     (long)&(const uint32_t){SECCOMP_RET_ALLOW}),
 	    FAILS_AS("prctl(PR_SET_SECCOMP)", EPERM, prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, 0),
 	    FAILS_AS("prctl(PR_SET_MM)", EPERM, prctl, PR_SET_MM, PR_SET_MM_BRK, 0, 0, 0),
+	    /* RWF_NOWAIT would probe the host's page cache. */
+	    FAILS_AS("preadv2(RWF_NOWAIT)", EPERM, preadv2, -1, 0, 0, 0, 0, RWF_NOWAIT),
+	    /* The job's init must keep the SIGKILL that ties it to sandboxd. */
+	    FAILS_AS("prctl(PR_SET_PDEATHSIG, 0)", EPERM, prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0),
 	    FAILS_AS("mbind (OpenBLAS calls it, ignores EPERM)", EPERM, mbind, 0, 0,
 		     0 /* MPOL_DEFAULT */, 0, 0, 0),
 	    FAILS_AS("mknodat(S_IFIFO)", EPERM, mknodat, AT_FDCWD, (long)"/nonexistent/fifo",
