@@ -37,6 +37,7 @@ SCRIPT_NAME = "<script>"
 FRAME_MAGIC = b"PXR1"
 MAX_PAYLOAD = 16 * 1024 * 1024  # the payload of one frame, bytes; the daemon's cap too
 MAX_DEPTH = 64  # containers nested deeper than this are refused
+MAX_VALUES = 1000000  # array elements plus object keys and values (sandboxd's limit too)
 MAX_MESSAGE = 4000  # bytes of an error message; the daemon's is 4096 with its prefix
 EXIT_NO_CHANNEL = 70  # the frame could not be written: the daemon reports "no result"
 # The private copy of the result fd is placed at or above this number so that the fds the
@@ -332,6 +333,7 @@ class Converter:
 
     def __init__(self):
         self.budget = MAX_PAYLOAD  # a lower bound on the JSON size still allowed
+        self.values = MAX_VALUES  # array elements, object keys and values still allowed
         self.active = set()  # ids of the containers on the current path: cycles
         np = sys.modules.get("numpy")
         pd = sys.modules.get("pandas")
@@ -381,9 +383,17 @@ class Converter:
     # counts its length, a dict key its length plus quotes and colon. So an explosion of shared
     # references stops early, and nothing under the real limit is refused.
 
+    def count(self, n):
+        # sandboxd refuses frames of more values than this before parsing them (a parsed
+        # value costs the root daemon ~100 bytes); say so here, with the limit.
+        self.values -= n
+        if self.values < 0:
+            raise BadResult("Result has too many values (over %d)" % MAX_VALUES, False)
+
     def sequence(self, owner, items, depth):
         self.enter(owner, depth)
         self.spend(2 * len(items) or 1)
+        self.count(len(items))
         out = []
         append = out.append
         convert = self.convert
@@ -407,6 +417,7 @@ class Converter:
     def mapping(self, owner, items, depth):
         self.enter(owner, depth)
         self.spend(5 * len(owner) or 1)
+        self.count(2 * len(owner))
         out = {}
         for key, x in items:
             where = key  # the path shows plain keys as written in Python: result[1]

@@ -230,6 +230,7 @@ int main(int argc, char **argv)
 	 * stale at the next start. */
 	event_base_free(s.base);
 	sc_filter_free(&s.filter);
+	mnt_plan_free(&s.plan);
 	cg_fini(&s.cg);
 	free(s.slot_used);
 	return exit_code;

@@ -5,8 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -114,10 +114,38 @@ static int plan_alternatives(struct mnt_plan *p)
 	return r;
 }
 
+static int read_small_file(const char *path, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size > (1 << 20))
+		return -EINVAL;
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	if (read(fd, buf, (size_t)st.st_size) != st.st_size) {
+		free(buf);
+		return -EIO;
+	}
+	buf[st.st_size] = 0;
+	*ret = buf;
+	*ret_len = (size_t)st.st_size;
+	return 0;
+}
+
+void mnt_plan_free(struct mnt_plan *p)
+{
+	free(p->runner);
+	p->runner = NULL;
+}
+
 int mnt_plan_build(struct mnt_plan *p, const char *python, const char *runner, const char *root,
 		   uint64_t tmp_bytes, uint64_t tmp_inodes, const char **what)
 {
-	char rdir[256];
 	int r;
 
 	memset(p, 0, sizeof(*p));
@@ -129,9 +157,10 @@ int mnt_plan_build(struct mnt_plan *p, const char *python, const char *runner, c
 	r = plan_bind(p, python, python, false);
 	if (r < 0)
 		return r;
-	snprintf(rdir, sizeof(rdir), "%s", runner);
+	/* The runner is copied into each job's root rather than bound: a bind would show its
+	 * host path in the job's /proc/self/mountinfo. */
 	*what = runner;
-	r = plan_bind(p, dirname(rdir), MNT_RUNNER_DIR, false);
+	r = read_small_file(runner, &p->runner, &p->runner_len);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < ARRAY_SIZE(mnt_sources); i++) {
@@ -209,17 +238,21 @@ static int bind_ro(const char *src, const char *dst, unsigned long extra)
 	return 0;
 }
 
-static int write_file(const char *root, const char *path, const char *content)
+static int write_bytes(const char *root, const char *path, const char *content, size_t len)
 {
 	char full[600];
 	_cleanup_close_ int fd = -1;
-	size_t len = strlen(content);
 
 	snprintf(full, sizeof(full), "%s%s", root, path);
 	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return -errno;
 	return write(fd, content, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+static int write_file(const char *root, const char *path, const char *content)
+{
+	return write_bytes(root, path, content, strlen(content));
 }
 
 static int mount_scratch(const char *root, const char *path, const struct mnt_plan *p,
@@ -272,9 +305,13 @@ static int make_dev(const char *root)
  * job has no capabilities, as a second line. */
 static int mask_proc(const char *root)
 {
-	static const char *const hide[] = { "kcore", "keys", "timer_list", "sched_debug",
-					    "kallsyms", "sysrq-trigger" };
-	static const char *const ro[] = { "sys", "irq", "bus", "fs" };
+	/* cmdline and config.gz describe the host's boot and kernel build; interrupts, softirqs,
+	 * modules and vmallocinfo are its hardware and kernel layout. */
+	static const char *const hide[] = { "kcore",	"keys",	      "timer_list", "sched_debug",
+					    "kallsyms", "sysrq-trigger", "cmdline",    "config.gz",
+					    "interrupts", "softirqs",  "modules",    "vmallocinfo" };
+	/* Writable PSI files would let a job register triggers on the host's pressure. */
+	static const char *const ro[] = { "sys", "irq", "bus", "fs", "pressure" };
 	char dst[600];
 
 	for (size_t i = 0; i < ARRAY_SIZE(hide); i++) {
@@ -345,6 +382,10 @@ int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
 	}
 	*stage = "write /etc";
 	if ((r = make_etc(p)) < 0)
+		return r;
+	*stage = "write runner";
+	if ((r = make_point(root, MNT_RUNNER_DIR, true)) < 0 ||
+	    (r = write_bytes(root, MNT_RUNNER_DIR "/runner.py", p->runner, p->runner_len)) < 0)
 		return r;
 	*stage = "make /dev";
 	if ((r = make_dev(root)) < 0)

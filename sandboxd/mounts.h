@@ -29,12 +29,16 @@ struct mnt_plan {
 	char root[256]; /* empty host directory each job mounts its own root tmpfs on */
 	uint64_t tmp_bytes;
 	uint64_t tmp_inodes;
+	char *runner; /* runner.py's bytes, written into each job's root */
+	size_t runner_len;
 };
 
 /* Builds the plan: python binary, runner directory, stdlib, the libraries, numpy, pandas and
  * their dependencies. Returns 0 or -errno with *what naming the missing piece. */
 int mnt_plan_build(struct mnt_plan *p, const char *python, const char *runner, const char *root,
 		   uint64_t tmp_bytes, uint64_t tmp_inodes, const char **what);
+
+void mnt_plan_free(struct mnt_plan *p);
 
 /* In the job's child, inside its new mount and PID namespaces, as root of the initial user
  * namespace: builds the root and pivots into it. Returns 0 or -errno; *stage names the step. */

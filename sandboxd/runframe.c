@@ -3,11 +3,15 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
-/* jansson has no depth option of its own below 2048: count brackets outside strings first. */
-static bool depth_ok(const char *s, size_t len, int max)
+/* Checked before jansson builds anything: its parser has no depth option below 2048, and a
+ * tree costs it some 100 bytes per value, so a 16 MiB frame of "[{},{},...]" would cost the
+ * root daemon over a gigabyte. Counts brackets and values outside strings. */
+static const char *scan_ok(const char *s, size_t len, int max_depth, size_t max_values)
 {
+	size_t values = 1;
 	int depth = 0;
 	bool in_str = false;
 
@@ -21,13 +25,29 @@ static bool depth_ok(const char *s, size_t len, int max)
 		} else if (c == '"') {
 			in_str = true;
 		} else if (c == '[' || c == '{') {
-			if (++depth > max)
-				return false;
+			if (++depth > max_depth)
+				return "result nested too deeply";
 		} else if (c == ']' || c == '}') {
 			depth--;
+		} else if (c == ',' || c == ':') {
+			if (++values > max_values)
+				return "result has too many values";
 		}
 	}
-	return true;
+	return NULL;
+}
+
+/* Copies at most size-1 bytes, cut on a UTF-8 character boundary, NUL-terminated. */
+static void utf8_copy(char *dst, size_t size, const char *src, size_t len)
+{
+	if (len >= size) {
+		len = size - 1;
+		while (len > 0 && ((unsigned char)src[len] & 0xc0) == 0x80)
+			len--; /* do not split a multi-byte character */
+	}
+	memcpy(dst, src, len);
+	dst[len] = 0;
+	/* An embedded NUL ends the text early, on a boundary too. */
 }
 
 int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **why)
@@ -48,8 +68,8 @@ int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **
 	*why = "frame length does not match";
 	if ((size_t)n != len - 8)
 		return -EBADMSG;
-	*why = "result nested too deeply";
-	if (!depth_ok((const char *)buf + 8, n, RF_MAX_DEPTH + 2))
+	*why = scan_ok((const char *)buf + 8, n, RF_MAX_DEPTH + 2, RF_MAX_VALUES);
+	if (*why)
 		return -EBADMSG;
 	*why = "frame is not valid JSON";
 	root = json_loadb((const char *)buf + 8, n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
@@ -68,11 +88,19 @@ int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **
 	} else if ((!strcmp(status, "error") || !strcmp(status, "bad_result")) &&
 		   json_object_size(root) == 2 &&
 		   json_is_string(json_object_get(root, "message"))) {
+		const char *m = json_string_value(json_object_get(root, "message"));
 		ret->status = !strcmp(status, "error") ? RF_ERROR : RF_BAD_RESULT;
-		snprintf(ret->message, sizeof(ret->message), "%s",
-			 json_string_value(json_object_get(root, "message")));
+		/* A bad_result text is shown as it is, without our "Script execution error: "
+		 * prefix: it must be one of the runner's "Result ..." texts, so a script cannot
+		 * make the API say, e.g., "Script execution timed out" in the daemon's words. */
+		if (ret->status == RF_BAD_RESULT && strncmp(m, "Result ", 7))
+			goto bad;
+		utf8_copy(ret->message, sizeof(ret->message), m,
+			  json_string_length(json_object_get(root, "message")));
 	} else if (!strcmp(status, "exit") && json_object_size(root) == 2 &&
-		   json_is_integer(json_object_get(root, "code"))) {
+		   json_is_integer(json_object_get(root, "code")) &&
+		   json_integer_value(json_object_get(root, "code")) >= INT32_MIN &&
+		   json_integer_value(json_object_get(root, "code")) <= INT32_MAX) {
 		ret->status = RF_EXIT;
 		ret->code = json_integer_value(json_object_get(root, "code"));
 	} else {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <jansson.h>
+
+#include "proto.h"
 #include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,12 +14,13 @@ enum rf_status { RF_OK, RF_NO_MAIN, RF_ERROR, RF_BAD_RESULT, RF_EXIT };
 struct rf_frame {
 	enum rf_status status;
 	json_t *result;   /* RF_OK: the value (owned) */
-	char message[2048]; /* RF_ERROR, RF_BAD_RESULT */
+	char message[PROTO_MESSAGE_MAX - 64]; /* RF_ERROR, RF_BAD_RESULT; room for our prefix */
 	long long code;   /* RF_EXIT */
 };
 
 #define RF_MAGIC "PXR1"
 #define RF_MAX_DEPTH 64
+#define RF_MAX_VALUES 1000000 /* the runner refuses more itself, with a clear text */
 
 /* Parses buf[0..len): exactly one frame and nothing after it. Returns 0, or -EBADMSG with
  * *why saying what was wrong (for the error text). */

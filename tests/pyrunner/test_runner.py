@@ -1202,3 +1202,15 @@ def test_huge_numpy_array_refused_before_tolist(run):
     r = run("import numpy as np\ndef main():\n    return np.zeros(50_000_000, dtype=np.int8)\n")
     assert r.frame == bad("Result is too large (over 16777216 bytes)")
     assert r.elapsed < 10
+
+
+def test_too_many_values(reply):
+    # sandboxd refuses frames of over a million values before it parses them; the runner
+    # says so first, with the limit. Exactly at the limit is fine.
+    assert reply("def main():\n    return [0] * 1000000\n") == ok([0] * 1000000)
+    assert reply("def main():\n    return [0] * 1000001\n") == bad(
+        "Result has too many values (over 1000000)")
+    assert reply("def main():\n    return [{}] * 2000000\n") == bad(
+        "Result has too many values (over 1000000)")
+    assert reply("def main():\n    return {str(i): i for i in range(500001)}\n") == bad(
+        "Result has too many values (over 1000000)")
