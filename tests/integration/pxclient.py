@@ -110,6 +110,35 @@ class Client:
         self.send(frame(PING, job_id))
         return self.read_frame()[2]
 
+    # Several jobs in flight on one connection (the gateway's way of using the socket).
+
+    def submit(self, job_id, script, timeout_ms=0, memory_mb=0):
+        """Sends a SUBMIT without waiting for its answer."""
+        self.send(submit_frame(job_id, script, timeout_ms, memory_mb))
+
+    def cancel(self, job_id):
+        self.send(frame(CANCEL, job_id))
+
+    def collect(self, job_ids):
+        """Reads frames until every id in job_ids has its one answer.
+
+        Returns {job_id: (frame type, body)} and the ids in the order their answers came.
+        A second answer for an id, or an answer for an id not asked for, is an error.
+        """
+        want = set(job_ids)
+        got, order = {}, []
+        while want - set(got):
+            ftype, jid, body = self.read_frame()
+            assert jid in want and jid not in got, ("unexpected answer", ftype, jid, body)
+            got[jid] = (ftype, body)
+            order.append(jid)
+        return got, order
+
+    def expect_eof(self):
+        """Asserts the daemon closes the connection without sending anything more."""
+        data = self.sock.recv(1)
+        assert data == b"", f"expected EOF, got {data!r}"
+
 
 def run(path, script, **kw):
     with Client(path) as c:
