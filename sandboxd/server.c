@@ -20,6 +20,9 @@
 #include "log.h"
 #include "proto.h"
 
+/* Unread results a client may leave with us: a few maximal results. */
+#define CONN_OUTPUT_MAX (128u << 20)
+
 struct conn_job {
 	TAILQ_ENTRY(conn_job) link;
 	struct conn *c;
@@ -53,11 +56,30 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
+static void on_conn_drop(evutil_socket_t fd, short what, void *arg)
+{
+	conn_free(arg);
+}
+
 static void conn_send(struct conn *c, struct proto_buf *b)
 {
+	if (c->closing) {
+		proto_buf_free(b);
+		return;
+	}
 	if (b->len && bufferevent_write(c->bev, b->data, b->len) < 0)
 		log_warn("client pid %d: cannot queue a reply", (int)c->pid);
 	proto_buf_free(b);
+	/* A client that does not read its results is cut off rather than buffered without
+	 * end. The drop runs from the loop, not from inside a job's callback. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CONN_OUTPUT_MAX) {
+		log_warn("client pid %d: over %u MiB of unread results; closing", (int)c->pid,
+			 CONN_OUTPUT_MAX >> 20);
+		c->closing = true;
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		if (event_base_once(c->s->base, -1, EV_TIMEOUT, on_conn_drop, c, NULL) < 0)
+			log_error("client pid %d: cannot schedule its close", (int)c->pid);
+	}
 }
 
 static void conn_error(struct conn *c, uint64_t id, uint16_t code, const char *msg)
@@ -198,6 +220,14 @@ static const struct {
     {PROTO_PING, handle_ping},
 };
 
+static bool permitted(uint16_t type)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(permits); i++)
+		if (permits[i].type == type)
+			return true;
+	return false;
+}
+
 static void conn_protocol_error(struct conn *c, const char *why)
 {
 	/* One ERROR, then the connection closes once that is flushed; nothing else. */
@@ -226,6 +256,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		/* The header's checks (magic, version, type, size cap) come before we wait
 		 * for, or gather, any payload. */
 		n = proto_frame_check(buf, avail, &h);
+		if (n >= 0 && proto_hdr_decode(buf, &h) == 0 && !permitted(h.type)) {
+			/* Refused on its header: never wait for a payload we would not read. */
+			conn_protocol_error(c, "message type not accepted from clients");
+			return;
+		}
 		if (n < 0) {
 			conn_protocol_error(c, n == -EBADMSG ? "bad magic"
 					       : n == -EPROTONOSUPPORT
@@ -241,10 +276,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 			conn_protocol_error(c, "out of memory");
 			return;
 		}
-		for (i = 0; i < ARRAY_SIZE(permits) && permits[i].type != h.type; i++)
-			;
-		r = i < ARRAY_SIZE(permits) ? permits[i].handler(c, &h, buf + PROTO_HDR_SIZE)
-					    : -EPROTO; /* a daemon-to-client type */
+		for (i = 0; permits[i].type != h.type; i++)
+			; /* permitted(h.type) holds */
+		r = permits[i].handler(c, &h, buf + PROTO_HDR_SIZE);
 		evbuffer_drain(in, (size_t)n);
 		if (r < 0) {
 			conn_protocol_error(c,
@@ -310,17 +344,16 @@ int srv_prepare_dir(struct sbx *s, const char *dir)
 {
 	struct stat st;
 
-	/* The socket's directory: only root and the gateway's group may enter it. */
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-		return -errno;
-	if (lstat(dir, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
-	/* A shared directory such as /tmp (sticky or world-writable) is not ours to change:
-	 * there the socket's own mode 0660 is the guard. */
-	if (st.st_uid != 0 || (st.st_mode & (S_ISVTX | S_IWOTH)))
-		return 0;
+	/* The socket's directory: only root and the gateway's group may enter it. A directory
+	 * that already exists (/run, /tmp, one systemd made with RuntimeDirectoryMode=) is not
+	 * ours to change: there the socket's own mode 0660 is the guard. */
+	if (mkdir(dir, 0750) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		if (lstat(dir, &st) < 0)
+			return -errno;
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	}
 	if (chown(dir, 0, s->gateway_gid) < 0 || chmod(dir, 0750) < 0)
 		return -errno;
 	return 0;
