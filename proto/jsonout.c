@@ -15,6 +15,7 @@
 struct jo_buf {
 	char *data;
 	size_t len, cap;
+	bool compact; /* "," and ":" without spaces */
 };
 
 static int jo_put(struct jo_buf *b, const char *s, size_t n)
@@ -184,11 +185,12 @@ static int jo_value(struct jo_buf *b, const json_t *v, unsigned depth)
 		 * the order main() built its dict in. */
 		json_object_foreach((json_t *)v, key, val)
 		{
-			if (!first && (r = jo_put(b, ", ", 2)) < 0)
+			if (!first && (r = jo_put(b, ", ", b->compact ? 1 : 2)) < 0)
 				return r;
 			first = false;
 			if ((r = jo_string(b, key, strlen(key))) < 0 ||
-			    (r = jo_put(b, ": ", 2)) < 0 || (r = jo_value(b, val, depth + 1)) < 0)
+			    (r = jo_put(b, ": ", b->compact ? 1 : 2)) < 0 ||
+			    (r = jo_value(b, val, depth + 1)) < 0)
 				return r;
 		}
 		return jo_put(b, "}", 1);
@@ -201,7 +203,7 @@ static int jo_value(struct jo_buf *b, const json_t *v, unsigned depth)
 			return r;
 		json_array_foreach((json_t *)v, i, val)
 		{
-			if (i > 0 && (r = jo_put(b, ", ", 2)) < 0)
+			if (i > 0 && (r = jo_put(b, ", ", b->compact ? 1 : 2)) < 0)
 				return r;
 			if ((r = jo_value(b, val, depth + 1)) < 0)
 				return r;
@@ -229,10 +231,10 @@ static int jo_value(struct jo_buf *b, const json_t *v, unsigned depth)
 	return -EINVAL;
 }
 
-char *jo_dumps(const json_t *v, size_t *ret_len)
+static char *jo_dump(const json_t *v, size_t *ret_len, bool compact)
 {
 	_cleanup_free_ char *data = NULL;
-	struct jo_buf b = {0};
+	struct jo_buf b = {.compact = compact};
 	int r;
 
 	if (!v)
@@ -244,6 +246,16 @@ char *jo_dumps(const json_t *v, size_t *ret_len)
 	if (ret_len)
 		*ret_len = b.len;
 	return steal_pointer(&data);
+}
+
+char *jo_dumps(const json_t *v, size_t *ret_len)
+{
+	return jo_dump(v, ret_len, false);
+}
+
+char *jo_dumps_compact(const json_t *v, size_t *ret_len)
+{
+	return jo_dump(v, ret_len, true);
 }
 
 json_t *jo_string_lossy(const char *s, size_t len)

@@ -20,6 +20,8 @@
  * that is not NULL, or NULL when out of memory, nested over JO_MAX_DEPTH, or holding a real that
  * is not finite. The text never contains a raw NUL (U+0000 is written as \u0000). */
 char *jo_dumps(const json_t *v, size_t *ret_len);
+/* The same without spaces after "," and ":" (what travels between the daemons). */
+char *jo_dumps_compact(const json_t *v, size_t *ret_len);
 
 /* Writes the shortest decimal that reads back as exactly `d`, as Python's repr(float) does.
  * Returns its length, -EDOM for NaN and infinities, or -ENOBUFS when `size` is under 32. */

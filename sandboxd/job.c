@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "ids.h"
+#include "jsonout.h"
 #include "log.h"
 #include "runframe.h"
 #include "jail.h"
@@ -532,6 +533,7 @@ static void build_result(struct job *j, const siginfo_t *si, const struct cg_sta
 {
 	struct rf_frame f;
 	const char *why;
+	size_t json_len = 0;
 	int rc;
 
 	*ret_json = NULL;
@@ -580,10 +582,15 @@ static void build_result(struct job *j, const siginfo_t *si, const struct cg_sta
 		switch (f.status) {
 		case RF_OK:
 			r->verdict = PROTO_V_OK;
-			*ret_json = json_dumps(f.result, JSON_COMPACT | JSON_ENCODE_ANY);
-			if (!*ret_json) {
+			/* Re-encoded from the parsed value, never forwarded as the jail wrote it;
+			 * floats keep their shortest form, so the size is close to the runner's. */
+			*ret_json = jo_dumps_compact(f.result, &json_len);
+			if (!*ret_json || json_len > PROTO_RESULT_MAX) {
+				free(*ret_json);
+				*ret_json = NULL;
 				r->verdict = PROTO_V_BAD_RESULT;
-				snprintf(msg, msglen, "Result could not be encoded");
+				snprintf(msg, msglen, "Result is too large (over %u bytes)",
+					 PROTO_RESULT_MAX);
 			}
 			break;
 		case RF_NO_MAIN:
