@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -116,6 +117,40 @@ int cgu_self_path(const char *ctrl, char *buf, size_t len)
 	return r;
 }
 
+/* Kills what a dead daemon's job left in its cgroup: a job that outlived its daemon (a crash
+ * the death signal did not cover). Each task is signalled through a pidfd after checking,
+ * through that pid's /proc entry, that it is still in this cgroup: a recycled pid is never
+ * hit. v2's cgroup.kill does all of it where it exists. */
+static void kill_members(int base_fd, const char *name)
+{
+	char path[300], buf[8192], cg[512];
+	_cleanup_close_ int dfd = openat(base_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int n;
+
+	if (dfd < 0)
+		return;
+	if (cgu_write(dfd, "cgroup.kill", "1") == 0)
+		return;
+	n = cgu_read(dfd, "cgroup.procs", buf, sizeof(buf));
+	for (char *p = buf, *end; n > 0 && *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		int pfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+		if (pfd < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/cgroup", pid);
+		_cleanup_close_ int cfd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t m = cfd >= 0 ? read(cfd, cg, sizeof(cg) - 1) : -1;
+		if (m > 0) {
+			cg[m] = 0;
+			if (strstr(cg, name))
+				(void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+		}
+		close(pfd);
+	}
+}
+
 void cgu_remove_stale(int base_fd)
 {
 	_cleanup_close_ int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -129,13 +164,20 @@ void cgu_remove_stale(int base_fd)
 		if (strncmp(de->d_name, "job-", 4))
 			continue;
 		/* job-<pid>-<seq> of a daemon that is still running is not stale: another
-		 * sandboxd may have just made it and not yet moved its job in. */
+		 * sandboxd may have just made it and not yet moved its job in. Ours are stale:
+		 * this runs before we make any (our pid may be a dead daemon's, recycled). */
 		char *end;
 		long pid = strtol(de->d_name + 4, &end, 10);
 		if (*end == '-' && pid > 0 && pid != getpid() &&
 		    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue;
-		unlinkat(base_fd, de->d_name, AT_REMOVEDIR);
+		kill_members(base_fd, de->d_name);
+		/* The killed tasks take a moment to leave; start-up can afford to wait for it. */
+		for (int i = 0; i < 100; i++) {
+			if (unlinkat(base_fd, de->d_name, AT_REMOVEDIR) == 0 || errno != EBUSY)
+				break;
+			usleep(10000);
+		}
 	}
 	closedir(d);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -93,8 +94,11 @@ int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_
 	for (int i = 0; i < CG_V1_N; i++) {
 		/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir
 		 * then finds the directory the first one made, which is the same cgroup. */
-		if (mkdirat(ctx->base_fd[i], j->name, 0755) < 0 && errno != EEXIST)
-			return -errno;
+		bool shared = false;
+		for (int k = 0; k < i; k++)
+			shared |= !strcmp(ctx->base_path[k], ctx->base_path[i]);
+		if (mkdirat(ctx->base_fd[i], j->name, 0755) < 0 && (errno != EEXIST || !shared))
+			return -errno; /* an existing one could hold a stale job: never share it */
 		j->dir_fd[i] = openat(ctx->base_fd[i], j->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (j->dir_fd[i] < 0)
 			return -errno;
