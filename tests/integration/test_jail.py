@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-import pxclient
 from conftest import SECRET_NAME, SECRET_VALUE, free_tcp_listener, script, wait_for
 
 MiB = 1 << 20
