@@ -368,7 +368,18 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 
 static void on_job_exit(evutil_socket_t fd, short what, void *arg)
 {
-	job_finish(arg);
+	struct job *j = arg;
+	siginfo_t si = { 0 };
+
+	/* A pidfd is readable once its process exited; check without blocking anyway, so that
+	 * a spurious wake-up can never stall the whole loop in waitid(). WNOWAIT leaves the
+	 * zombie for job_finish() to reap. */
+	if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid == 0) {
+		event_add(j->ev_pid, NULL);
+		return;
+	}
+	job_finish(j);
 }
 
 /* ---- start ---- */
