@@ -2,35 +2,22 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cleanup.h"
+#include "opttable.h"
 #include "proto.h"
 
-enum cfg_type { CFG_STR, CFG_U64, CFG_BOOL };
-
-struct cfg_opt {
-	const char *key;
-	enum cfg_type type;
-	size_t off;
-	const char *def_str;
-	uint64_t def, min, max;
-	const char *unit;
-	const char *help;
-};
-
-/* One row per line reads better than the formatter's layout. */
+/* One row per setting, one line per row where it fits. */
 // clang-format off
-#define OFF(f) offsetof(struct gw_config, f)
-#define S(k, f, d, h) { k, CFG_STR, OFF(f), d, 0, 0, 0, "", h }
-#define U(k, f, d, lo, hi, u, h) { k, CFG_U64, OFF(f), NULL, d, lo, hi, u, h }
-#define B(k, f, h) { k, CFG_BOOL, OFF(f), NULL, 0, 0, 1, "", h }
+#define S(...) OPT_S(struct gw_config, __VA_ARGS__)
+#define U(...) OPT_U(struct gw_config, __VA_ARGS__)
+#define B(...) OPT_B(struct gw_config, __VA_ARGS__)
 // clang-format on
 
-static const struct cfg_opt cfg_table[] = {
+static const struct opt_def cfg_opts[] = {
     S("listen", listen, "127.0.0.1:8080", "HOST:PORT to serve HTTP on ($PORT: 0.0.0.0:$PORT)"),
     S("socket", socket_path, "/run/pyexec/sandboxd.sock", "sandboxd's Unix socket"),
     S("user", user, "pyexec", "account to run as when started as root"),
@@ -56,53 +43,21 @@ static const struct cfg_opt cfg_table[] = {
     B("verbose", verbose, "debug logging"),
 };
 
-static void cfg_usage(FILE *out)
+static const char *cfg_note(const struct opt_def *o, const void *base)
 {
-	fprintf(out, "Usage: gatewayd [OPTION]...\nServes the pyexec HTTP API; runs every job "
-		     "through sandboxd.\n\n");
-	for (size_t i = 0; i < ARRAY_SIZE(cfg_table); i++) {
-		const struct cfg_opt *o = &cfg_table[i];
-		if (o->type == CFG_STR)
-			fprintf(out, "  --%-19s %s (default %s)\n", o->key, o->help,
-				*o->def_str ? o->def_str : "-");
-		else if (o->type == CFG_U64)
-			fprintf(out, "  --%-19s %s, %s (default %llu, %llu..%llu)\n", o->key,
-				o->help, o->unit, (unsigned long long)o->def,
-				(unsigned long long)o->min, (unsigned long long)o->max);
-		else
-			fprintf(out, "  --%-19s %s\n", o->key, o->help);
-	}
-	fprintf(out, "  --%-19s this text\n", "help");
+	const struct gw_config *c = base;
+
+	return o->off == offsetof(struct gw_config, listen) && c->listen_from_env ? "(from $PORT)"
+										  : NULL;
 }
 
-static int cfg_set(struct gw_config *c, const struct cfg_opt *o, const char *val)
-{
-	char *p = (char *)c + o->off;
-	unsigned long long v;
-	char *end;
-
-	switch (o->type) {
-	case CFG_STR:
-		*(const char **)p = val;
-		return 0;
-	case CFG_BOOL:
-		*(bool *)p = true;
-		return 0;
-	case CFG_U64:
-		errno = 0;
-		v = strtoull(val, &end, 10);
-		if (errno || end == val || *end || val[0] < '0' || val[0] > '9' || v < o->min ||
-		    v > o->max) {
-			fprintf(stderr, "gatewayd: --%s: '%s' is not a number in %llu..%llu (%s)\n",
-				o->key, val, (unsigned long long)o->min, (unsigned long long)o->max,
-				o->unit);
-			return -EINVAL;
-		}
-		*(uint64_t *)p = v;
-		return 0;
-	}
-	return -EINVAL;
-}
+static const struct opt_table cfg_table = {
+    .prog = "gatewayd",
+    .about = "Serves the pyexec HTTP API; runs every job through sandboxd.",
+    .opts = cfg_opts,
+    .n = ARRAY_SIZE(cfg_opts),
+    .note = cfg_note,
+};
 
 /* The container convention (Cloud Run and others): $PORT names the port, on every address. */
 static int cfg_apply_port_env(struct gw_config *c)
@@ -127,47 +82,18 @@ static int cfg_apply_port_env(struct gw_config *c)
 
 int cfg_parse(struct gw_config *c, int argc, char **argv)
 {
-	struct option longopts[ARRAY_SIZE(cfg_table) + 2];
-	bool listen_given = false;
-	size_t i;
-	int r, idx;
+	bool given[ARRAY_SIZE(cfg_opts)];
+	int r;
 
 	memset(c, 0, sizeof(*c));
-	for (i = 0; i < ARRAY_SIZE(cfg_table); i++) {
-		const struct cfg_opt *o = &cfg_table[i];
-		char *p = (char *)c + o->off;
-		if (o->type == CFG_STR)
-			*(const char **)p = o->def_str;
-		else if (o->type == CFG_U64)
-			*(uint64_t *)p = o->def;
-		longopts[i] = (struct option){
-		    o->key, o->type == CFG_BOOL ? no_argument : required_argument, NULL, (int)i};
-	}
-	longopts[i++] = (struct option){"help", no_argument, NULL, 'h'};
-	longopts[i] = (struct option){0};
-
-	optind = 1;
-	while ((r = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
-		if (r == 'h') {
-			cfg_usage(stdout);
-			return 1;
-		}
-		if (r == '?' || r < 0 || (size_t)r >= ARRAY_SIZE(cfg_table)) {
-			fprintf(stderr, "Try 'gatewayd --help'.\n");
-			return -EINVAL;
-		}
-		if (cfg_set(c, &cfg_table[r], optarg) < 0)
-			return -EINVAL;
-		if (cfg_table[r].off == offsetof(struct gw_config, listen))
-			listen_given = true;
-	}
-	if (optind < argc) {
-		fprintf(stderr, "gatewayd: unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
+	r = opt_parse(&cfg_table, c, argc, argv, given);
+	if (r != 0)
+		return r;
 	/* An explicit --listen wins over the environment. */
-	if (!listen_given && cfg_apply_port_env(c) < 0)
-		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(cfg_opts); i++)
+		if (cfg_opts[i].off == offsetof(struct gw_config, listen) && !given[i] &&
+		    cfg_apply_port_env(c) < 0)
+			return -EINVAL;
 	if (!*c->socket_path || !*c->user) {
 		fprintf(stderr, "gatewayd: --socket and --user must not be empty\n");
 		return -EINVAL;
@@ -177,17 +103,5 @@ int cfg_parse(struct gw_config *c, int argc, char **argv)
 
 void cfg_print(const struct gw_config *c, FILE *out)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(cfg_table); i++) {
-		const struct cfg_opt *o = &cfg_table[i];
-		const char *p = (const char *)c + o->off;
-		if (o->type == CFG_STR)
-			fprintf(out, "%s = %s%s\n", o->key,
-				**(const char *const *)p ? *(const char *const *)p : "-",
-				o->off == offsetof(struct gw_config, listen) && c->listen_from_env
-				    ? " (from $PORT)"
-				    : "");
-		else if (o->type == CFG_U64)
-			fprintf(out, "%s = %llu %s\n", o->key,
-				(unsigned long long)*(const uint64_t *)p, o->unit);
-	}
+	opt_print(&cfg_table, c, out);
 }
