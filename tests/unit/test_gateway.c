@@ -1,6 +1,7 @@
 /* test_gateway.c - unit tests for gatewayd's pure modules: request validation (request.c), the
  * verdict-to-reply mapping (reply.c), API keys (auth.c) and the option table (config.c). The
  * integration tests in tests/gateway run the same code behind real sockets. */
+#include "check.h"
 #include "auth.h"
 #include "cleanup.h"
 #include "config.h"
@@ -17,29 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static unsigned passed, failed;
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	if (!ok)
-		printf("  (%s:%d)", file, line);
-	printf("\n");
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
-#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 static void test_content_type(void)
 {
@@ -329,6 +307,5 @@ int main(void)
 	test_reply();
 	test_auth();
 	test_config();
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary();
 }

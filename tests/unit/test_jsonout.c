@@ -3,6 +3,7 @@
  * are pinned here to what Python's json.dumps(v, ensure_ascii=False) prints for the same value
  * (the expected texts below were produced by CPython 3.11).
  */
+#include "check.h"
 #include "jsonout.h"
 #include "utf8.h"
 #include "cleanup.h"
@@ -16,29 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned passed, failed;
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	if (!ok)
-		printf("  (%s:%d)", file, line);
-	printf("\n");
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
-#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
 /* repr() of each double, from CPython. */
@@ -283,6 +261,5 @@ int main(void)
 	test_dumps_depth();
 	test_too_deep();
 	test_lossy();
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary();
 }

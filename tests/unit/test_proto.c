@@ -5,6 +5,7 @@
  * (run it under -DPYEXEC_SANITIZE=ON: a stray read must show up as an ASan report, which is
  * why every buffer handed to a decoder is a heap copy of exactly its length).
  */
+#include "check.h"
 #include "proto.h"
 #include "cleanup.h"
 
@@ -22,29 +23,6 @@
 
 #define _cleanup_buf_ __attribute__((cleanup(proto_buf_free)))
 
-static unsigned passed, failed;
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	if (!ok)
-		printf("  (%s:%d)", file, line);
-	printf("\n");
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
-#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 static void *xmalloc(size_t n)
 {
@@ -1160,6 +1138,5 @@ int main(void)
 	test_read_frame();
 	test_big_frame();
 
-	printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary();
 }
