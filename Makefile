@@ -35,8 +35,10 @@ user:
 	@getent passwd pyexec >/dev/null || useradd --system --no-create-home \
 		--home-dir /nonexistent --shell /usr/sbin/nologin pyexec
 
+# Both daemons in the foreground on http://127.0.0.1:8080 (PORT=N: 0.0.0.0:N; LISTEN=HOST:PORT
+# wins); Ctrl-C stops the gateway, then sandboxd. systemd hosts use the units in systemd/.
 run: build user
-	exec $(BUILD)/sandboxd --socket $(SOCKET)
+	exec systemd/pyexec-run --bindir $(BUILD) --socket $(SOCKET) $(if $(LISTEN),--listen $(LISTEN))
 
 test: build user
 	cd $(BUILD) && ctest --output-on-failure -j1
