@@ -94,8 +94,9 @@ int cgu_self_path(const char *ctrl, char *buf, size_t len)
 		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 		if (!c2)
 			continue;
+		/* Split the line into its three fields in place. */
+		*c1 = 0;
 		*c2 = 0;
-		line[strcspn(line, "\n")] = 0;
 		c2[1 + strcspn(c2 + 1, "\n")] = 0;
 		bool match = false;
 		if (!*ctrl) {
@@ -108,8 +109,7 @@ int cgu_self_path(const char *ctrl, char *buf, size_t len)
 					match = true;
 		}
 		if (match) {
-			snprintf(buf, len, "%s", c2 + 1);
-			r = 0;
+			r = snprintf(buf, len, "%s", c2 + 1) < (int)len ? 0 : -ENAMETOOLONG;
 			break;
 		}
 	}

@@ -27,28 +27,6 @@ static bool v2_has_controllers(int dirfd)
 	return mem && pids && cpu;
 }
 
-/* Our cgroup on the unified hierarchy: the path of the "0::" line of /proc/self/cgroup. (Not
- * cgu_self_path(""): it cuts the line at the second colon first, so "0::/x" never matches.) */
-static int v2_self_path(char *buf, size_t len)
-{
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	int r = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		if (strncmp(line, "0::/", 4))
-			continue;
-		line[strcspn(line, "\n")] = 0;
-		r = snprintf(buf, len, "%s", line + 3) < (int)len ? 0 : -ENAMETOOLONG;
-		break;
-	}
-	fclose(f);
-	return r;
-}
-
 int cg_v2_init(struct cg_ctx *ctx, const char **why)
 {
 	static const char *const mounts[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
@@ -67,7 +45,7 @@ int cg_v2_init(struct cg_ctx *ctx, const char **why)
 	}
 	/* Never guess "/": a daemon that took the root for its own would move itself there and
 	 * put its jobs beside every other cgroup of the host. */
-	r = v2_self_path(self, sizeof(self));
+	r = cgu_self_path("", self, sizeof(self));
 	if (r < 0) {
 		*why = "no cgroup v2 path in /proc/self/cgroup";
 		return r;
