@@ -253,7 +253,7 @@ static void up_on_read(struct bufferevent *bev, void *arg)
 
 	while (u->bev) {
 		size_t avail = evbuffer_get_length(in);
-		struct proto_hdr h;
+		struct proto_hdr h = { 0 };
 		uint8_t *buf;
 		long n;
 		int r;

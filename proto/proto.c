@@ -147,11 +147,13 @@ long proto_frame_check(const uint8_t *buf, size_t avail, struct proto_hdr *ret_h
 	r = proto_hdr_decode(buf, &h);
 	if (r < 0)
 		return r;
+	/* A valid header is handed out even while its payload is still on its way: readers
+	 * size their wait (a read watermark) and check the type on it. */
+	if (ret_hdr)
+		*ret_hdr = h;
 	/* length is at most the RESULT cap (about 25 MiB): no overflow in the sum. */
 	if (avail - PROTO_HDR_SIZE < h.length)
 		return 0;
-	if (ret_hdr)
-		*ret_hdr = h;
 	return (long)PROTO_HDR_SIZE + (long)h.length;
 }
 

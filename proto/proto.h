@@ -135,7 +135,8 @@ int proto_hdr_decode(const uint8_t *buf, struct proto_hdr *ret_hdr);
 
 /* For stream readers: looks at `avail` buffered bytes. Returns the whole frame size
  * (header + payload) when a complete frame is there, 0 when more bytes are needed, or a
- * proto_hdr_decode() error as soon as the header is bad (before the payload arrives). */
+ * proto_hdr_decode() error as soon as the header is bad (before the payload arrives).
+ * *ret_hdr is filled whenever a whole, valid header is there, complete frame or not. */
 long proto_frame_check(const uint8_t *buf, size_t avail, struct proto_hdr *ret_hdr);
 
 /* Encoders append one whole frame to `b`. Return 0 or -ENOMEM / -EMSGSIZE. */
