@@ -156,7 +156,8 @@ def exception_message(exc):
         text = ""
     if type(text) is not str or not text:
         text = type(exc).__name__
-    return clip_message(text)
+    # The daemon shows messages as C strings: a NUL would end the text there.
+    return clip_message(text.replace("\x00", "\\x00"))
 
 
 # --- the script's source in tracebacks ---------------------------------------------------------
@@ -425,6 +426,9 @@ class Converter:
                 key = self.key(key)  # a bad key is reported at the dict's own path
                 if type(where) not in (int, float, bool, type(None)):
                     where = key
+            if "\x00" in key:
+                # JSON allows it, but the daemons' parser (jansson) refuses U+0000 in keys.
+                raise not_serializable(key, " (dict key with a NUL character)")
             self.spend(len(key))
             try:
                 out[key] = self.convert(x, depth + 1)

@@ -1214,3 +1214,13 @@ def test_too_many_values(reply):
         "Result has too many values (over 1000000)")
     assert reply("def main():\n    return {str(i): i for i in range(500001)}\n") == bad(
         "Result has too many values (over 1000000)")
+
+
+def test_nul_in_dict_key_and_message(reply):
+    # jansson, which parses the frame in sandboxd, refuses U+0000 in object keys: refused here
+    # with a clear text rather than as a corrupted channel. In a message, NUL is shown as \x00
+    # (the daemon handles messages as C strings).
+    assert reply("def main():\n    return {'a\\x00b': 1}\n") == bad(
+        "Result is not JSON-serializable: str (dict key with a NUL character) at result")
+    assert reply("def main():\n    return {'k': 'a\\x00b'}\n") == ok({"k": "a\x00b"})
+    assert reply("def main():\n    raise ValueError('a\\x00b')\n") == error("a\\x00b")
