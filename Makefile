@@ -4,13 +4,14 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 JOBS ?= $(shell nproc)
 SOCKET ?= /run/pyexec/sandboxd.sock
+PREFIX ?= /usr/local
 
 # Debian packages the build, the jail and the tests need.
 DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev \
 	python3 python3-numpy python3-pandas python3-pytest python3-requests curl procps \
 	iproute2 util-linux passwd
 
-.PHONY: all deps build user run test test-asan bench check clean
+.PHONY: all deps build user run test test-asan bench check install test-vm clean
 
 all: build
 
@@ -50,6 +51,21 @@ test-asan: deps user
 
 bench: build user
 	cd $(BUILD) && ctest --output-on-failure -V -L bench
+
+# The installed layout under PREFIX (binaries, runner, systemd units, sysusers.d entry); DESTDIR
+# stages it elsewhere. A real install also makes the pyexec account and reloads systemd, so
+# `systemctl enable --now pyexec-gatewayd.service` is all that is left.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+	@if [ -z "$(DESTDIR)" ]; then \
+		if command -v systemd-sysusers >/dev/null; then systemd-sysusers pyexec.conf; \
+		else $(MAKE) -s user; fi; \
+		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	fi
+
+# The systemd units and cgroup v2 on Debian 12 booted under qemu (tests/vm); `make test` runs it too.
+test-vm: build
+	cd $(BUILD) && ctest --output-on-failure -L '^vm$$'
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
