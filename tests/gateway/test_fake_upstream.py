@@ -256,3 +256,33 @@ def test_peer_that_closes_at_once_is_reported_once(start_gateway):
                                      "The sandbox went away, retry later")
     finally:
         f.cleanup()
+
+
+def test_frame_split_after_a_large_result(fake):
+    """One read brings a whole ~2 MiB RESULT and the first 30 bytes of the next frame (a
+    complete header, part of its payload); the rest comes later. The gateway must size its
+    wait from that valid header and answer both jobs (review finding C1: the header of a
+    partial frame was left unwritten and the read watermark came from stack garbage, so the
+    gateway never read from sandboxd again)."""
+    pending = []
+
+    def on_submit(conn, job_id, script, timeout_ms, memory_mb):
+        pending.append(job_id)
+        if len(pending) == 2:
+            big = result_frame(pending[0], "ok", result=json.dumps("x" * (2 << 20)))
+            small = result_frame(pending[1], "ok", result="2")
+            assert len(small) > 30 > pxclient.HDR.size
+            conn.send(big + small[:30])
+            time.sleep(0.3)
+            conn.send(small[30:])
+
+    _, gw = fake(on_submit)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        a = ex.submit(requests.post, gw.url + "/execute", json={"script": "first"}, timeout=10)
+        wait_for(lambda: len(pending) == 1, 20, what="the first job")
+        b = ex.submit(requests.post, gw.url + "/execute", json={"script": "second"}, timeout=10)
+        ra, rb = a.result(TIMEOUT), b.result(TIMEOUT)
+    assert ra.status_code == 200
+    assert len(ra.json()["result"]) == 2 << 20
+    assert rb.status_code == 200
+    assert rb.json() == {"result": 2, "stdout": ""}
