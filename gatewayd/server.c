@@ -6,8 +6,9 @@
  * from public API: evhttp asks us for each connection's bufferevent (evhttp_set_bevcb), and
  * right after it wires that bufferevent to its evhttp_connection (the callback argument, see
  * libevent's evhttp_connection_base_bufferevent_new) we pick the connection up, count it and
- * watch it; an EV_CLOSED event on its socket reports the peer's close while evhttp is not
- * reading.
+ * watch it while its answer is prepared. A FIN shows as EV_CLOSED (EPOLLRDHUP), but libevent's
+ * epoll backend reports a reset (EPOLLERR/EPOLLHUP) as EV_READ|EV_WRITE, never EV_CLOSED, so the
+ * watch listens for EV_READ too and tells a reset from a pipelined request with a peek.
  */
 #include "server.h"
 
@@ -19,6 +20,7 @@
 #include <event2/http.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +34,18 @@ struct gw_conn {
 	LIST_ENTRY(gw_conn) link;
 	struct gw *gw;
 	struct evhttp_connection *evcon;
-	struct event *closed_ev;   /* EV_CLOSED on the socket, while an answer is prepared */
+	evutil_socket_t fd;
+	struct event *closed_ev;   /* EV_CLOSED|EV_READ on the socket, while an answer is prepared */
+	struct event *recheck_ev;  /* the same check later, while the socket stays readable */
 	struct event *deadline_ev; /* the next request must be complete before this fires */
 	void (*on_gone)(void *);
 	void *gone_arg;
 	bool sending; /* an answer is queued and not written yet */
 };
+
+/* How often a connection whose socket holds a pipelined request is checked for its peer's
+ * departure: the unread bytes keep the socket readable, so it cannot be watched meanwhile. */
+#define PEER_RECHECK_MS 500
 
 /* A bufferevent evhttp took from us, waiting for evhttp to finish setting it up. */
 struct gw_pending {
@@ -142,19 +150,79 @@ static void conn_on_close(struct evhttp_connection *evcon, void *arg)
 		gw->n_sending--;
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 	event_free(c->closed_ev);
+	event_free(c->recheck_ev);
 	event_free(c->deadline_ev);
 	LIST_REMOVE(c, link);
 	gw->n_conns--;
 	free(c);
 }
 
-/* The client closed its end while we prepared its answer: nobody will read the answer, so the
- * job is cancelled (by on_gone) and the connection closed now, not when the job ends. */
-static void conn_on_peer_closed(evutil_socket_t fd, short what, void *arg)
+enum peer_state {
+	PEER_HERE, /* nothing to read, no error: still connected */
+	PEER_DATA, /* bytes wait in the socket (a pipelined request) and it is still open */
+	PEER_GONE, /* reset, closed, or it shut down its sending side */
+};
+
+/* Looks at the socket without taking anything from it (evhttp reads the bytes later). */
+static enum peer_state peer_probe(evutil_socket_t fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	ssize_t n;
+	char b;
+
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return PEER_GONE;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? PEER_HERE
+										  : PEER_GONE;
+	/* Data comes first, before a FIN or a reset that followed it: ask TCP for the state.
+	 * CLOSE_WAIT (a FIN came) counts as gone, as EV_CLOSED does. */
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    (ti.tcpi_state == TCP_CLOSE || ti.tcpi_state == TCP_CLOSE_WAIT))
+		return PEER_GONE;
+	return PEER_DATA;
+}
+
+static void conn_recheck_later(struct gw_conn *c)
+{
+	struct timeval tv = ms_tv(PEER_RECHECK_MS);
+
+	if (event_add(c->recheck_ev, &tv) < 0)
+		log_warn("cannot watch a client connection: a client that leaves now does not "
+			 "cancel its job");
+}
+
+/* The client's socket woke up while we prepared its answer (closed_ev), or it is time to look
+ * again (recheck_ev). When the client is gone, nobody will read the answer, so the job is
+ * cancelled (by on_gone) and the connection closed now, not when the job ends. */
+static void conn_on_peer_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 	void (*on_gone)(void *) = c->on_gone;
 
+	if (!(what & EV_CLOSED)) {
+		switch (peer_probe(c->fd)) {
+		case PEER_HERE:
+			/* A spurious wake-up, or the socket is empty again: watch it again, from
+			 * the timer, so that a wake-up that repeats cannot spin. */
+			if (!(what & EV_TIMEOUT)) {
+				conn_recheck_later(c);
+			} else if (event_add(c->closed_ev, NULL) < 0) {
+				log_warn("cannot watch a client connection: a client that leaves now "
+					 "does not cancel its job");
+			}
+			return;
+		case PEER_DATA:
+			/* A pipelined request: the watch is off (it is not persistent), or the
+			 * level-triggered socket would wake us up again at once. */
+			conn_recheck_later(c);
+			return;
+		case PEER_GONE:
+			break;
+		}
+	}
 	c->on_gone = NULL;
 	if (on_gone)
 		on_gone(c->gone_arg);
@@ -183,11 +251,16 @@ static struct gw_conn *conn_track(struct gw *gw, struct evhttp_connection *evcon
 		return NULL;
 	c->gw = gw;
 	c->evcon = evcon;
-	c->closed_ev = event_new(gw->base, fd, EV_CLOSED, conn_on_peer_closed, c);
+	c->fd = fd;
+	/* EV_READ too: see the top of this file. */
+	c->closed_ev = event_new(gw->base, fd, EV_CLOSED | EV_READ, conn_on_peer_event, c);
+	c->recheck_ev = evtimer_new(gw->base, conn_on_peer_event, c);
 	c->deadline_ev = evtimer_new(gw->base, conn_on_deadline, c);
-	if (fd < 0 || !c->closed_ev || !c->deadline_ev) {
+	if (fd < 0 || !c->closed_ev || !c->recheck_ev || !c->deadline_ev) {
 		if (c->closed_ev)
 			event_free(c->closed_ev);
+		if (c->recheck_ev)
+			event_free(c->recheck_ev);
 		if (c->deadline_ev)
 			event_free(c->deadline_ev);
 		free(c);
@@ -290,8 +363,9 @@ void srv_watch_peer(struct gw_conn *c, void (*on_gone)(void *), void *arg)
 		return;
 	c->on_gone = on_gone;
 	c->gone_arg = arg;
-	if (c->gw->early_close)
-		event_add(c->closed_ev, NULL);
+	if (c->gw->early_close && event_add(c->closed_ev, NULL) < 0)
+		log_warn("cannot watch a client connection: a client that leaves now does not "
+			 "cancel its job");
 }
 
 static void srv_unwatch_peer(struct gw_conn *c)
@@ -299,6 +373,7 @@ static void srv_unwatch_peer(struct gw_conn *c)
 	c->on_gone = NULL;
 	c->gone_arg = NULL;
 	event_del(c->closed_ev);
+	event_del(c->recheck_ev);
 }
 
 /* The answer is written: the connection waits for its next request, under a new deadline. */

@@ -4,6 +4,7 @@ import concurrent.futures
 import json
 import os
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -203,6 +204,70 @@ def test_client_disconnect_cancels_job(sandbox, gateway):
     assert not sandbox.job_procs()
     r = requests.post(gateway.url + "/execute", json={"script": HELLO}, timeout=TIMEOUT)
     assert r.status_code == 200
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (usually 100 a second)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def reset(s):
+    """Closes with a TCP reset (RST) rather than a FIN."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def sleeper(marker):
+    return json.dumps({"script": f"import time\ndef main():\n    # {marker}\n"
+                                 "    time.sleep(60)\n    return 1\n"}).encode()
+
+
+def execute_request(body):
+    return (b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def assert_reset_cancels(sandbox, gateway, s):
+    """Resets `s` once its job runs: the job must be gone within 2 s, and the gateway must not
+    spin (libevent reports a reset as EV_READ|EV_WRITE, which an EV_CLOSED-only watch never
+    takes, while the level-triggered socket stays in epoll)."""
+    wait_for(sandbox.job_procs, 60, interval=0.1, what="the job to start")
+    reset(s)
+    wait_for(lambda: not sandbox.job_procs(), 2, interval=0.05,
+             what=f"the job to be killed: {sandbox.job_procs()}")
+    c0 = cpu_ticks(gateway.pid)
+    time.sleep(2)
+    used = cpu_ticks(gateway.pid) - c0
+    assert used < 40, f"gatewayd used {used} ticks of CPU in 2 s after the reset"
+    wait_for(lambda: "499 verdict=cancelled" in gateway.log(), 5, what="the 499 log line")
+    r = requests.post(gateway.url + "/execute", json={"script": HELLO}, timeout=TIMEOUT)
+    assert r.status_code == 200
+
+
+def test_client_reset_cancels_job(sandbox, start_gateway):
+    gw = start_gateway(sandbox.socket)
+    gw.wait_connected()
+    s = socket.create_connection((gw.host, gw.port), timeout=30)
+    s.sendall(execute_request(sleeper(os.urandom(4).hex())))
+    assert_reset_cancels(sandbox, gw, s)
+
+
+def test_pipelined_client_reset_cancels_job(sandbox, start_gateway):
+    """A second request waits unread in the socket while the first runs, so the socket stays
+    readable: the watch must stop waking up for it, and still notice the reset."""
+    gw = start_gateway(sandbox.socket)
+    gw.wait_connected()
+    s = socket.create_connection((gw.host, gw.port), timeout=30)
+    s.sendall(execute_request(sleeper(os.urandom(4).hex())) +
+              b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(sandbox.job_procs, 60, interval=0.1, what="the job to start")
+    c0 = cpu_ticks(gw.pid)
+    time.sleep(1)
+    used = cpu_ticks(gw.pid) - c0
+    assert used < 20, f"gatewayd used {used} ticks of CPU in 1 s with a pipelined request"
+    assert_reset_cancels(sandbox, gw, s)
 
 
 def test_health_client_disconnect(gateway):
