@@ -2,6 +2,8 @@
 # runs the daemons or the tests. Everything real lives in CMakeLists.txt and tests/.
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 SOCKET ?= /run/pyexec/sandboxd.sock
 PREFIX ?= /usr/local
@@ -9,9 +11,9 @@ PREFIX ?= /usr/local
 # Debian packages the build, the jail and the tests need.
 DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev \
 	python3 python3-numpy python3-pandas python3-pytest python3-requests curl procps \
-	iproute2 util-linux passwd
+	iproute2 util-linux passwd clang libclang-rt-14-dev
 
-.PHONY: all deps build user run test test-asan bench check install test-vm clean
+.PHONY: all deps build user run test test-asan bench fuzz check install test-vm clean
 
 all: build
 
@@ -67,5 +69,10 @@ install: build
 test-vm: build
 	cd $(BUILD) && ctest --output-on-failure -L '^vm$$'
 
+# Every libFuzzer target (tests/fuzz) for FUZZ_SECONDS, one per CPU at a time, each from a copy of
+# its seed corpus, in a clang build of its own (BUILD_FUZZ). Crashes: BUILD_FUZZ/fuzz-run/crashes.
+fuzz: deps
+	tests/fuzz/run-fuzz --build $(BUILD_FUZZ) --seconds $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
