@@ -34,7 +34,7 @@ struct gw_req {
 	struct gw *gw;
 	struct gw_conn *conn;
 	struct evhttp_request *req;
-	uint64_t id;
+	char id[24]; /* X-Request-Id */
 	enum gw_route route;
 	const char *method;
 	char path[96]; /* for the log line: printable, cut */
@@ -126,8 +126,8 @@ static void req_log(struct gw_req *r, int status)
 			 " job_ms=%.0f wall_ms=%" PRIu32 " cpu_ms=%" PRIu32 " peak_kib=%" PRIu64,
 			 r->job_seconds * 1e3, r->res->wall_ms, r->res->cpu_ms,
 			 r->res->peak_memory >> 10);
-	log_info("req %" PRIu64 " %s %s %d verdict=%s total_ms=%.0f%s%s%s", r->id, r->method,
-		 r->path, status, r->verdict ? r->verdict : "-", ms_since(&r->start), stats,
+	log_info("req %s %s %s %d verdict=%s total_ms=%.0f%s%s%s", r->id, r->method, r->path,
+		 status, r->verdict ? r->verdict : "-", ms_since(&r->start), stats,
 		 r->problem ? ": " : "", r->problem ? r->problem : "");
 }
 
@@ -144,8 +144,7 @@ static void req_finish_raw(struct gw_req *r, int status, const char *ctype, cons
 	char num[32];
 
 	add_header(r, "Content-Type", ctype);
-	snprintf(num, sizeof(num), "%" PRIu64, r->id);
-	add_header(r, "X-Request-Id", num);
+	add_header(r, "X-Request-Id", r->id);
 	add_header(r, "Cache-Control", "no-store");
 	if (status == 503) {
 		snprintf(num, sizeof(num), "%llu", (unsigned long long)r->gw->cfg->retry_after);
@@ -447,7 +446,7 @@ void http_handle(struct evhttp_request *req, void *arg)
 	r->gw = gw;
 	r->conn = c;
 	r->req = req;
-	r->id = ++gw->next_req_id;
+	srv_request_id(gw, r->id, sizeof(r->id));
 	r->method = method_name(method);
 	r->route = GW_ROUTE_OTHER;
 	clock_gettime(CLOCK_MONOTONIC, &r->start);

@@ -9,7 +9,8 @@
 static const double latency_le[GW_LATENCY_BUCKETS] = {0.025, 0.05, 0.1, 0.25, 0.5, 1,
 						      2.5,   5,	   10,	30,   60,  120};
 
-static const char *const route_names[GW_ROUTE__MAX] = {"/execute", "/health", "/metrics", "other"};
+static const char *const route_names[GW_ROUTE__MAX] = {"/execute", "/health", "/metrics", "other",
+						       "-"};
 
 const char *metrics_route_name(enum gw_route r)
 {

@@ -13,6 +13,7 @@ enum gw_route {
 	GW_ROUTE_HEALTH,
 	GW_ROUTE_METRICS,
 	GW_ROUTE_OTHER,
+	GW_ROUTE_NONE, /* refused by evhttp before any route was known */
 	GW_ROUTE__MAX
 };
 

@@ -9,6 +9,16 @@
  * watch it while its answer is prepared. A FIN shows as EV_CLOSED (EPOLLRDHUP), but libevent's
  * epoll backend reports a reset (EPOLLERR/EPOLLHUP) as EV_READ|EV_WRITE, never EV_CLOSED, so the
  * watch listens for EV_READ too and tells a reset from a pipelined request with a peek.
+ *
+ * evhttp also answers some requests itself, with HTML (see wire.h). Every byte of an answer
+ * goes through the connection's output buffer, and ours are written only inside srv_send(); an
+ * evbuffer callback on that buffer takes out whatever else is added (evhttp's interim
+ * "100 Continue" goes back in as it is) and writes the JSON answer instead, in the same call,
+ * before the loop can write anything. Why not a bufferevent_filter, which would see the bytes
+ * too: with 2.1 a filter stalls evhttp's answers (they are queued while EV_WRITE is disabled,
+ * and enabling a filter does not process what waits), and once kicked it loses the end of every
+ * "Connection: close" answer, since evhttp shuts the socket down as soon as the filter's buffer
+ * is empty while the bytes still sit in the underlying bufferevent.
  */
 #include "server.h"
 
@@ -29,29 +39,32 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "wire.h"
 
 struct gw_conn {
 	LIST_ENTRY(gw_conn) link;
 	struct gw *gw;
-	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
+	struct evhttp_connection *evcon; /* NULL until evhttp finished setting the connection up */
 	evutil_socket_t fd;
-	struct event *closed_ev;   /* EV_CLOSED|EV_READ on the socket, while an answer is prepared */
-	struct event *recheck_ev;  /* the same check later, while the socket stays readable */
+	struct event *closed_ev;  /* EV_CLOSED|EV_READ on the socket, while an answer is prepared */
+	struct event *recheck_ev; /* the same check later, while the socket stays readable */
 	struct event *deadline_ev; /* the next request must be complete before this fires */
 	void (*on_gone)(void *);
 	void *gone_arg;
 	bool sending; /* an answer is queued and not written yet */
+
+	/* Rewriting evhttp's own answers (see the top of this file). */
+	struct evbuffer_cb_entry *out_cb;
+	struct evbuffer *held; /* bytes evhttp added, taken out of the output buffer */
+	size_t drop;	       /* bytes of evhttp's answer body still to come and be dropped */
+	bool ours;	       /* srv_send() is writing our own answer */
+	bool rewriting;	       /* the callback itself changes the output buffer */
 };
 
 /* How often a connection whose socket holds a pipelined request is checked for its peer's
  * departure: the unread bytes keep the socket readable, so it cannot be watched meanwhile. */
 #define PEER_RECHECK_MS 500
-
-/* A bufferevent evhttp took from us, waiting for evhttp to finish setting it up. */
-struct gw_pending {
-	struct gw *gw;
-	struct bufferevent *bev;
-};
 
 static struct timeval ms_tv(uint64_t ms)
 {
@@ -126,6 +139,153 @@ int srv_listen_open(const char *hostport, char *desc, size_t desc_len)
 	return steal_fd(&fd);
 }
 
+/* ---- evhttp's own answers, rewritten (see the top of this file and wire.h) ---- */
+
+void srv_request_id(struct gw *gw, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)++gw->next_req_id);
+}
+
+/* Moves the last n bytes of `out` to the end of `dst`. Returns 0 or -ENOMEM (nothing moved). */
+static int take_tail(struct evbuffer *out, struct evbuffer *dst, size_t n)
+{
+	size_t keep = evbuffer_get_length(out) - n;
+	struct evbuffer *tail;
+	int r = 0;
+
+	if (keep == 0)
+		return evbuffer_add_buffer(dst, out) < 0 ? -ENOMEM : 0;
+	/* Only an interim "100 Continue" not written yet comes before evhttp's answer. */
+	tail = evbuffer_new();
+	if (!tail)
+		return -ENOMEM;
+	if (evbuffer_add_buffer(tail, out) < 0 ||
+	    evbuffer_remove_buffer(tail, out, keep) != (int)keep ||
+	    evbuffer_add_buffer(dst, tail) < 0)
+		r = -ENOMEM;
+	evbuffer_free(tail);
+	return r;
+}
+
+/* evhttp answered by itself with `h` (its head is at the start of c->held): write ours. Returns 0,
+ * or -ENOMEM when nothing was written. */
+static int conn_answer_json(struct gw_conn *c, struct evbuffer *out, const struct wire_head *h)
+{
+	struct gw *gw = c->gw;
+	char id[32], buf[96];
+	const char *text = wire_error_text(h->status, gw->cfg->max_body, buf, sizeof(buf));
+
+	srv_request_id(gw, id, sizeof(id));
+	if (wire_write_answer(out, h, id, text) < 0)
+		return -ENOMEM;
+	metrics_request(&gw->metrics, GW_ROUTE_NONE, h->status);
+	/* The request was not understood, so there is no method or path to show. */
+	log_info("req %s - - %d verdict=- total_ms=0: refused by the HTTP parser: %s", id,
+		 h->status, text);
+	return 0;
+}
+
+/* Goes through what evhttp added, now in c->held: interim answers go back out unchanged, a final
+ * answer is replaced by ours and its body dropped as it comes. */
+static void conn_rewrite(struct gw_conn *c, struct evbuffer *out)
+{
+	struct wire_head h;
+	size_t avail, n;
+	char *p;
+	int r;
+
+	while ((avail = evbuffer_get_length(c->held)) > 0) {
+		if (c->drop) {
+			n = avail < c->drop ? avail : c->drop;
+			evbuffer_drain(c->held, n);
+			c->drop -= n;
+			continue;
+		}
+		n = avail < WIRE_HEAD_MAX ? avail : WIRE_HEAD_MAX;
+		p = (char *)evbuffer_pullup(c->held, (ev_ssize_t)n);
+		r = p ? wire_parse_head(p, n, &h) : -ENOMEM;
+		if (r == 0)
+			return; /* the rest of the head comes with the next additions */
+		if (r < 0 || h.status < 200 ||
+		    (h.status >= 200 && conn_answer_json(c, out, &h) < 0)) {
+			/* An interim answer passes as it is; so does what we cannot parse or
+			 * replace (out of memory), rather than be lost. */
+			n = r < 0 ? avail : h.len;
+			if (evbuffer_remove_buffer(c->held, out, n) != (int)n)
+				evbuffer_drain(c->held, avail);
+			continue;
+		}
+		evbuffer_drain(c->held, h.len);
+		/* evhttp always writes its page after the head (for HEAD requests too, a 2.1 bug);
+		 * without a length, everything it adds from now on is dropped. It closes the
+		 * connection after such an answer. */
+		c->drop = h.has_length ? (size_t)h.content_length : SIZE_MAX;
+	}
+}
+
+static void conn_on_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	if (!info->n_added || c->ours || c->rewriting)
+		return;
+	/* Our own changes to the buffer call us again: ignore them. */
+	c->rewriting = true;
+	/* A socket bufferevent keeps the front of its output frozen between writes; it unfreezes
+	 * it itself before it writes. */
+	evbuffer_unfreeze(out, 1);
+	/* Additions land at the end; the bytes evhttp just added are the last n_added. */
+	if (take_tail(out, c->held, info->n_added) == 0)
+		conn_rewrite(c, out);
+	evbuffer_freeze(out, 1);
+	c->rewriting = false;
+}
+
+static void conn_free_events(struct gw_conn *c)
+{
+	if (c->closed_ev)
+		event_free(c->closed_ev);
+	if (c->recheck_ev)
+		event_free(c->recheck_ev);
+	if (c->deadline_ev)
+		event_free(c->deadline_ev);
+	c->closed_ev = c->recheck_ev = c->deadline_ev = NULL;
+}
+
+/* Frees our record of a connection; its bufferevent must still be valid. */
+static void conn_free(struct gw_conn *c)
+{
+	if (c->out_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+	if (c->held)
+		evbuffer_free(c->held);
+	conn_free_events(c);
+	LIST_REMOVE(c, link);
+	free(c);
+}
+
+/* Our record of a new connection, from the moment its bufferevent exists: evhttp may answer by
+ * itself from its very first read. NULL when out of memory. */
+static struct gw_conn *conn_new(struct gw *gw, struct bufferevent *bev)
+{
+	struct gw_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->gw = gw;
+	c->bev = bev;
+	c->fd = -1;
+	LIST_INSERT_HEAD(&gw->conns, c, link);
+	c->held = evbuffer_new();
+	if (c->held)
+		c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
+	if (!c->out_cb) {
+		conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 static void conn_arm_deadline(struct gw_conn *c)
 {
 	struct timeval tv = ms_tv(c->gw->cfg->request_timeout_ms);
@@ -149,12 +309,8 @@ static void conn_on_close(struct evhttp_connection *evcon, void *arg)
 	if (c->sending)
 		gw->n_sending--;
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	event_free(c->closed_ev);
-	event_free(c->recheck_ev);
-	event_free(c->deadline_ev);
-	LIST_REMOVE(c, link);
 	gw->n_conns--;
-	free(c);
+	conn_free(c);
 }
 
 enum peer_state {
@@ -176,7 +332,7 @@ static enum peer_state peer_probe(evutil_socket_t fd)
 		return PEER_GONE;
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? PEER_HERE
-										  : PEER_GONE;
+										 : PEER_GONE;
 	/* Data comes first, before a FIN or a reset that followed it: ask TCP for the state.
 	 * CLOSE_WAIT (a FIN came) counts as gone, as EV_CLOSED does. */
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
@@ -185,13 +341,18 @@ static enum peer_state peer_probe(evutil_socket_t fd)
 	return PEER_DATA;
 }
 
+static void warn_unwatched(void)
+{
+	log_warn("cannot watch a client connection: a client that leaves now does not cancel its "
+		 "job");
+}
+
 static void conn_recheck_later(struct gw_conn *c)
 {
 	struct timeval tv = ms_tv(PEER_RECHECK_MS);
 
 	if (event_add(c->recheck_ev, &tv) < 0)
-		log_warn("cannot watch a client connection: a client that leaves now does not "
-			 "cancel its job");
+		warn_unwatched();
 }
 
 /* The client's socket woke up while we prepared its answer (closed_ev), or it is time to look
@@ -210,8 +371,7 @@ static void conn_on_peer_event(evutil_socket_t fd, short what, void *arg)
 			if (!(what & EV_TIMEOUT)) {
 				conn_recheck_later(c);
 			} else if (event_add(c->closed_ev, NULL) < 0) {
-				log_warn("cannot watch a client connection: a client that leaves now "
-					 "does not cancel its job");
+				warn_unwatched();
 			}
 			return;
 		case PEER_DATA:
@@ -240,57 +400,54 @@ static void conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(c->evcon);
 }
 
-static struct gw_conn *conn_track(struct gw *gw, struct evhttp_connection *evcon)
+/* Every connection is counted and watched from here on. Returns 0 or -ENOMEM. */
+static int conn_attach(struct gw_conn *c, struct evhttp_connection *evcon)
 {
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	struct gw_conn *c;
+	struct gw *gw = c->gw;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
 
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->gw = gw;
-	c->evcon = evcon;
 	c->fd = fd;
 	/* EV_READ too: see the top of this file. */
 	c->closed_ev = event_new(gw->base, fd, EV_CLOSED | EV_READ, conn_on_peer_event, c);
 	c->recheck_ev = evtimer_new(gw->base, conn_on_peer_event, c);
 	c->deadline_ev = evtimer_new(gw->base, conn_on_deadline, c);
 	if (fd < 0 || !c->closed_ev || !c->recheck_ev || !c->deadline_ev) {
-		if (c->closed_ev)
-			event_free(c->closed_ev);
-		if (c->recheck_ev)
-			event_free(c->recheck_ev);
-		if (c->deadline_ev)
-			event_free(c->deadline_ev);
-		free(c);
-		return NULL;
+		conn_free_events(c);
+		return -ENOMEM;
 	}
+	c->evcon = evcon;
 	evhttp_connection_set_closecb(evcon, conn_on_close, c);
-	LIST_INSERT_HEAD(&gw->conns, c, link);
 	gw->n_conns++;
 	conn_arm_deadline(c);
-	return c;
+	return 0;
 }
 
 /* Runs right after evhttp set the connection up (same loop iteration, before any read). */
 static void srv_on_new_conn(evutil_socket_t fd, short what, void *arg)
 {
-	struct gw_pending *p = arg;
-	struct gw *gw = p->gw;
+	struct gw_conn *c = arg;
+	struct gw *gw = c->gw;
+	struct bufferevent *bev = c->bev;
 	bufferevent_event_cb eventcb = NULL;
 	struct evhttp_connection *evcon;
 	void *cbarg = NULL;
 	time_t now;
 
-	bufferevent_getcb(p->bev, NULL, NULL, &eventcb, &cbarg);
+	if (c->evcon) {
+		/* srv_request_received() came first and attached it. */
+		bufferevent_decref(bev);
+		return;
+	}
+	bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
 	/* evhttp's callbacks are gone when it already gave the connection up (bufferevent_free()
 	 * clears them); our reference kept the memory valid to look. */
 	evcon = eventcb ? cbarg : NULL;
-	bufferevent_decref(p->bev);
-	free(p);
-	if (!evcon || evhttp_connection_get_server(evcon) != gw->http)
+	if (!evcon || evhttp_connection_get_server(evcon) != gw->http) {
+		conn_free(c);
+		bufferevent_decref(bev);
 		return;
+	}
+	bufferevent_decref(bev); /* evhttp holds it */
 	if (gw->n_conns >= gw->cfg->max_connections) {
 		gw->metrics.connections_rejected++;
 		now = time(NULL);
@@ -299,11 +456,13 @@ static void srv_on_new_conn(evutil_socket_t fd, short what, void *arg)
 			log_warn("%u connections open (--max-connections): closing new ones",
 				 gw->n_conns);
 		}
+		conn_free(c);
 		evhttp_connection_free(evcon);
 		return;
 	}
-	if (!conn_track(gw, evcon)) {
+	if (conn_attach(c, evcon) < 0) {
 		log_error("out of memory: closing a new connection");
+		conn_free(c);
 		evhttp_connection_free(evcon);
 	}
 }
@@ -312,35 +471,38 @@ static struct bufferevent *srv_on_new_bev(struct event_base *base, void *arg)
 {
 	struct gw *gw = arg;
 	struct bufferevent *bev;
-	struct gw_pending *p;
+	struct gw_conn *c;
 
 	/* Without BEV_OPT_CLOSE_ON_FREE evhttp closes the socket itself when it frees the
 	 * connection, so the reference we hold below never keeps a socket open. */
 	bev = bufferevent_socket_new(base, -1, 0);
 	if (!bev)
 		return NULL;
-	p = malloc(sizeof(*p));
-	if (!p)
-		return bev; /* untracked; srv_request_received() picks it up later */
-	p->gw = gw;
-	p->bev = bev;
+	c = conn_new(gw, bev);
+	if (!c) {
+		/* Served without our rewrite of evhttp's answers, and picked up for the rest by
+		 * srv_request_received(). */
+		log_error("out of memory: a new connection goes untracked");
+		return bev;
+	}
 	bufferevent_incref(bev);
 	/* No timeout: event_base_once() activates it at once, so it runs in this loop
 	 * iteration, after evhttp returned from accepting and before any byte is read. */
-	if (event_base_once(base, -1, EV_TIMEOUT, srv_on_new_conn, p, NULL) < 0) {
+	if (event_base_once(base, -1, EV_TIMEOUT, srv_on_new_conn, c, NULL) < 0) {
+		conn_free(c);
 		bufferevent_decref(bev);
-		free(p);
 	}
 	return bev;
 }
 
 static struct gw_conn *conn_find(struct gw *gw, struct evhttp_connection *evcon)
 {
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
 	struct gw_conn *c;
 
-	/* At most --max-connections entries, one lookup per request. */
+	/* At most --max-connections entries (and the ones being set up), one lookup per request. */
 	LIST_FOREACH(c, &gw->conns, link)
-	if (c->evcon == evcon)
+	if (c->bev == bev)
 		return c;
 	return NULL;
 }
@@ -350,8 +512,16 @@ struct gw_conn *srv_request_received(struct gw *gw, struct evhttp_request *req)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct gw_conn *c = conn_find(gw, evcon);
 
-	if (!c)
-		c = conn_track(gw, evcon);
+	if (!c) {
+		c = conn_new(gw, evhttp_connection_get_bufferevent(evcon));
+		if (c && conn_attach(c, evcon) < 0) {
+			conn_free(c);
+			c = NULL;
+		}
+	} else if (!c->evcon && conn_attach(c, evcon) < 0) {
+		/* srv_on_new_conn() has not run yet (it frees c). */
+		return NULL;
+	}
 	if (c)
 		event_del(c->deadline_ev);
 	return c;
@@ -364,8 +534,7 @@ void srv_watch_peer(struct gw_conn *c, void (*on_gone)(void *), void *arg)
 	c->on_gone = on_gone;
 	c->gone_arg = arg;
 	if (c->gw->early_close && event_add(c->closed_ev, NULL) < 0)
-		log_warn("cannot watch a client connection: a client that leaves now does not "
-			 "cancel its job");
+		warn_unwatched();
 }
 
 static void srv_unwatch_peer(struct gw_conn *c)
@@ -396,8 +565,12 @@ void srv_send(struct gw *gw, struct gw_conn *c, struct evhttp_request *req, int 
 		c->sending = true;
 		gw->n_sending++;
 		evhttp_request_set_on_complete_cb(req, srv_on_sent, c);
+		/* evhttp writes the whole answer into the output buffer before it returns. */
+		c->ours = true;
 	}
 	evhttp_send_reply(req, status, NULL, body);
+	if (c)
+		c->ours = false;
 }
 
 int srv_start(struct gw *gw, int fd, void (*handler)(struct evhttp_request *, void *))
@@ -409,7 +582,7 @@ int srv_start(struct gw *gw, int fd, void (*handler)(struct evhttp_request *, vo
 	if (!gw->http)
 		return -ENOMEM;
 	/* Over the cap, evhttp answers 413 from the Content-Length alone, before reading the
-	 * body (and stops a chunked body at the cap). */
+	 * body (and stops a chunked body at the cap); conn_on_output() makes that answer JSON. */
 	evhttp_set_max_body_size(gw->http, (ev_ssize_t)cfg->max_body);
 	evhttp_set_max_headers_size(gw->http, (ev_ssize_t)cfg->max_headers);
 	/* Reads and writes that make no progress (an idle keep-alive connection too). */

@@ -29,6 +29,9 @@ struct gw_conn *srv_request_received(struct gw *gw, struct evhttp_request *req);
  * connection is closed after it (the request is freed with it). srv_send() stops the watch. */
 void srv_watch_peer(struct gw_conn *c, void (*on_gone)(void *), void *arg);
 
+/* A new request id (X-Request-Id, the log line) into buf. */
+void srv_request_id(struct gw *gw, char *buf, size_t len);
+
 /* Sends the answer (Content-Type and other headers already set on the request). While
  * draining, adds "Connection: close". `c` may be NULL. */
 void srv_send(struct gw *gw, struct gw_conn *c, struct evhttp_request *req, int status,

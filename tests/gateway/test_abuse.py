@@ -47,26 +47,92 @@ def closed_by_peer(s, within):
         return False
 
 
+def parse_response(out):
+    """(status, headers with lower-case names, body) of the first answer in `out`."""
+    head, sep, rest = out.partition(b"\r\n\r\n")
+    assert sep, out[:300]
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", len(rest)))
+    return status, headers, rest[:n]
+
+
+def assert_json_refusal(gw, out, status, text):
+    """evhttp's own refusals come out as the API's JSON (never its HTML), logged and counted."""
+    got, headers, body = parse_response(out)
+    assert got == status, out[:300]
+    assert headers["content-type"] == "application/json", headers
+    assert headers["connection"] == "close", headers
+    assert headers.get("x-request-id"), headers
+    assert json.loads(body) == {"error": text}, body
+    assert body.endswith(b"\n")
+    wait_for(lambda: f"req {headers['x-request-id']} - - {status} " in gw.log(), 5,
+             what="the refusal's log line")
+
+
+TOO_LARGE = "Request body is too large (over 1048576 bytes)"
+EXECUTE_HEAD = (b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+
 # ---- size caps --------------------------------------------------------------------------------
 
 def test_oversized_body_refused_from_content_length(gateway):
     """413 from the header alone: the body is never sent, let alone read."""
     t0 = time.monotonic()
-    out = raw_request(gateway, b"POST /execute HTTP/1.1\r\nHost: x\r\n"
-                               b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 413 "), out[:200]
+    out = raw_request(gateway, EXECUTE_HEAD + b"Content-Length: 5000000\r\n\r\n")
+    assert_json_refusal(gateway, out, 413, TOO_LARGE)
     assert time.monotonic() - t0 < 10
+
+
+def test_oversized_chunked_body(gateway):
+    out = raw_request(gateway, EXECUTE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n200000\r\n")
+    assert_json_refusal(gateway, out, 413, TOO_LARGE)
+
+
+def test_oversized_body_with_expect_continue(gateway):
+    """The 413 comes instead of the 100 Continue."""
+    out = raw_request(gateway, EXECUTE_HEAD + b"Expect: 100-continue\r\n"
+                               b"Content-Length: 5000000\r\n\r\n")
+    assert_json_refusal(gateway, out, 413, TOO_LARGE)
+
+
+def test_expect_continue_passes_through(gateway):
+    """The interim 100 Continue evhttp writes itself reaches the client unchanged, and the
+    connection goes on after the answer."""
+    body = b'{"script": "def main():\\n    return 5"}'
+    with socket.create_connection((gateway.host, gateway.port), timeout=30) as s:
+        s.sendall(EXECUTE_HEAD + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                  % len(body))
+        assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        status, headers, answer = parse_response(data)
+        assert status == 200 and json.loads(answer) == {"result": 5, "stdout": ""}
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_unknown_expectation(gateway):
+    out = raw_request(gateway, EXECUTE_HEAD + b"Expect: something\r\nContent-Length: 2\r\n\r\n{}")
+    assert_json_refusal(gateway, out, 417, "Expectation failed")
 
 
 def test_oversized_body_with_curl(gateway, tmp_path):
     script = "def main():\n    return 1\n# " + "x" * (2 << 20)
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"script": script}))
-    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-                        f"{gateway.url}/execute", "-H", "Content-Type: application/json",
+    p = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code} %{content_type}", "-X",
+                        "POST", f"{gateway.url}/execute", "-H", "Content-Type: application/json",
                         "--data-binary", f"@{path}"],
                        capture_output=True, text=True, timeout=TIMEOUT)
-    assert p.stdout == "413", (p.stdout, p.stderr)
+    assert p.stdout == f'{{"error": "{TOO_LARGE}"}}\n\n413 application/json', (p.stdout, p.stderr)
 
 
 def test_body_at_the_cap_is_served(url):
@@ -81,13 +147,35 @@ def test_body_at_the_cap_is_served(url):
 def test_headers_over_the_cap(gateway):
     out = raw_request(gateway, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 +
                       b"\r\n\r\n")
-    # evhttp refuses the request (400) or just closes; either way nothing is served.
-    assert out == b"" or out.startswith(b"HTTP/1.1 400 "), out[:200]
+    assert_json_refusal(gateway, out, 400, "Bad request")
+
+
+def test_uri_over_the_header_cap(gateway):
+    """A request line longer than the whole header cap (16 KiB) is refused by the parser (400);
+    one over --max-uri only by the handler (414, test_api.py)."""
+    out = raw_request(gateway, b"GET /health?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert_json_refusal(gateway, out, 400, "Bad request")
 
 
 def test_malformed_request_line(gateway):
     out = raw_request(gateway, b"\x00\x01 not http at all\r\n\r\n")
-    assert out == b"" or out.startswith(b"HTTP/1.1 400 "), out[:200]
+    assert_json_refusal(gateway, out, 400, "Bad request")
+
+
+def test_malformed_content_length(gateway):
+    out = raw_request(gateway, EXECUTE_HEAD + b"Content-Length: 12abc\r\n\r\n")
+    assert_json_refusal(gateway, out, 400, "Bad request")
+
+
+def test_parser_refusals_are_counted(sandbox, start_gateway):
+    gw = start_gateway(sandbox.socket)
+    raw_request(gw, b"\x00\x01 not http at all\r\n\r\n")
+    raw_request(gw, EXECUTE_HEAD + b"Content-Length: 5000000\r\n\r\n")
+    raw_request(gw, EXECUTE_HEAD + b"Content-Length: 5000000\r\n\r\n")
+    m = requests.get(gw.url + "/metrics", timeout=TIMEOUT).text
+    assert 'pyexec_http_requests_total{route="-",code="400"} 1\n' in m
+    assert 'pyexec_http_requests_total{route="-",code="413"} 2\n' in m
+    assert gw.log().count("refused by the HTTP parser") == 3
 
 
 def test_unknown_method(gateway):

@@ -8,8 +8,10 @@
 #include "jsonout.h"
 #include "reply.h"
 #include "request.h"
+#include "wire.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
 
 static void test_content_type(void)
 {
@@ -300,6 +301,64 @@ static void test_config(void)
 	      "caps can be raised within their bounds");
 }
 
+static void test_wire(void)
+{
+	static const char page[] = "HTTP/1.1 413 Request Entity Too Large\r\n"
+				   "Content-Type: text/html\r\n"
+				   "Connection: close\r\n"
+				   "content-length: 123\r\n"
+				   "\r\n<HTML>";
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct wire_head h;
+	struct evbuffer *out;
+	char buf[96], *text;
+	size_t len;
+
+	CHECK(wire_parse_head(page, sizeof(page) - 1, &h) == 1 && h.status == 413 && h.has_length &&
+		  h.content_length == 123 && h.close &&
+		  h.len == sizeof(page) - 1 - strlen("<HTML>") &&
+		  h.line_len == strlen("HTTP/1.1 413 Request Entity Too Large"),
+	      "evhttp's 413 head: status, length, close, head length");
+	CHECK(wire_parse_head(cont, sizeof(cont) - 1, &h) == 1 && h.status == 100 &&
+		  !h.has_length && !h.close && h.len == sizeof(cont) - 1,
+	      "an interim 100 Continue");
+	for (size_t n = 1; n < sizeof(cont) - 1; n++)
+		CHECK(wire_parse_head(cont, n, &h) == 0,
+		      "a head cut after %zu bytes waits for more", n);
+	CHECK(wire_parse_head("<HTML>", 6, &h) == -EBADMSG, "a body is not a head");
+	CHECK(wire_parse_head("HTTP/1.1 99 X\r\n\r\n", 19, &h) == -EBADMSG, "a bad status");
+	CHECK(wire_parse_head("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", 40, &h) == -EBADMSG,
+	      "a bad Content-Length");
+
+	CHECK(strcmp(wire_error_text(413, 1 << 20, buf, sizeof(buf)),
+		     "Request body is too large (over 1048576 bytes)") == 0,
+	      "413 names the cap");
+	CHECK(strcmp(wire_error_text(400, 1, buf, sizeof(buf)), "Bad request") == 0 &&
+		  strcmp(wire_error_text(414, 1, buf, sizeof(buf)), "Request URI is too long") ==
+		      0 &&
+		  strcmp(wire_error_text(417, 1, buf, sizeof(buf)), "Expectation failed") == 0 &&
+		  strcmp(wire_error_text(418, 1, buf, sizeof(buf)), "HTTP error") == 0,
+	      "texts of the other statuses");
+
+	out = evbuffer_new();
+	CHECK(out && wire_parse_head(page, sizeof(page) - 1, &h) == 1 &&
+		  wire_write_answer(out, &h, "abc", "Bad \"x\"") == 0,
+	      "the JSON answer is written");
+	len = out ? evbuffer_get_length(out) : 0;
+	text = out ? strndup((char *)evbuffer_pullup(out, -1), len) : NULL;
+	CHECK(text && strncmp(text, "HTTP/1.1 413 Request Entity Too Large\r\n", 39) == 0 &&
+		  strstr(text, "\r\nContent-Type: application/json\r\n") &&
+		  strstr(text, "\r\nX-Request-Id: abc\r\n") &&
+		  strstr(text, "\r\nConnection: close\r\n") &&
+		  strstr(text, "\r\nContent-Length: 23\r\n\r\n{\"error\": \"Bad \\\"x\\\"\"}\n") &&
+		  !strstr(text, "text/html"),
+	      "the answer: same status line, JSON type and length, Connection: close kept: %s",
+	      text ? text : "(none)");
+	free(text);
+	if (out)
+		evbuffer_free(out);
+}
+
 int main(void)
 {
 	test_content_type();
@@ -307,5 +366,6 @@ int main(void)
 	test_reply();
 	test_auth();
 	test_config();
+	test_wire();
 	return check_summary();
 }
