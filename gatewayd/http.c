@@ -434,6 +434,7 @@ void http_handle(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
 	struct gw_conn *c = srv_request_received(gw, req);
 	struct gw_req *r;
+	const char *why;
 	size_t i;
 
 	r = calloc(1, sizeof(*r));
@@ -452,6 +453,14 @@ void http_handle(struct evhttp_request *req, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	copy_printable(r->path, sizeof(r->path), path && *path ? path : target);
 
+	/* Before anything else: a request framed ambiguously may hide another one in its body. */
+	why = req_framing_error(evhttp_request_get_input_headers(req));
+	if (why) {
+		add_header(r, "Connection", "close");
+		r->problem = "ambiguous framing (request smuggling?)";
+		req_error(r, 400, why);
+		return;
+	}
 	if (target && strlen(target) > gw->cfg->max_uri) {
 		req_error(r, 414, "Request URI is too long");
 		return;

@@ -3,9 +3,11 @@
 #include "request.h"
 
 #include <errno.h>
+#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include "jsonout.h"
 #include "proto.h"
@@ -13,6 +15,49 @@
 static bool is_blank(char c)
 {
 	return c == ' ' || c == '\t';
+}
+
+/* RFC 9110 5.6.2: token = 1*tchar */
+static bool is_token(const char *s)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr(extra, *s)))
+			return false;
+	return true;
+}
+
+const char *req_framing_error(const struct evkeyvalq *headers)
+{
+	const struct evkeyval *h;
+	unsigned n_length = 0, n_encoding = 0;
+	const char *encoding = NULL;
+
+	TAILQ_FOREACH(h, headers, next)
+	{
+		if (!is_token(h->key))
+			return "Bad request: invalid header name";
+		if (strcasecmp(h->key, "Content-Length") == 0) {
+			n_length++;
+			/* evhttp takes "+5" or " 5" too; a proxy may not. */
+			if (!*h->value || strspn(h->value, "0123456789") != strlen(h->value))
+				return "Bad request: invalid Content-Length";
+		} else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+			n_encoding++;
+			encoding = h->value;
+		}
+	}
+	if (n_length > 1)
+		return "Bad request: more than one Content-Length";
+	if (n_encoding > 1 || (encoding && strcasecmp(encoding, "chunked") != 0))
+		return "Bad request: unsupported Transfer-Encoding";
+	if (n_encoding && n_length)
+		return "Bad request: both Transfer-Encoding and Content-Length";
+	return NULL;
 }
 
 bool req_is_json_type(const char *ct)

@@ -1,10 +1,13 @@
-/* request.h - validation of a POST /execute body: pure functions, no I/O, unit-tested. */
+/* request.h - validation of a request's framing headers and of a POST /execute body: pure
+ * functions, no I/O, unit-tested. */
 #pragma once
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct evkeyvalq;
 
 /* Nesting allowed in a request body: {"script": ...} needs 1; 64 is generous and keeps the
  * parser's recursion small whatever a client sends. */
@@ -36,3 +39,10 @@ int req_parse_execute(const char *content_type, const char *body, size_t len,
 		      const struct exec_limits *lim, struct exec_params *ret,
 		      const char **ret_error, char *msg, size_t msg_len);
 void exec_params_free(struct exec_params *p);
+
+/* Framing that a proxy in front of us could read differently from evhttp (request smuggling):
+ * more than one Content-Length or one that is not plain digits, a header name that is not an
+ * RFC 9110 token (whitespace in it), a Transfer-Encoding other than exactly one "chunked", or
+ * Transfer-Encoding together with Content-Length. evhttp has already read the body its own way
+ * by then; the answer is a 400 and the connection closes. Returns the error text, or NULL. */
+const char *req_framing_error(const struct evkeyvalq *headers);

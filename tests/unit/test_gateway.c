@@ -12,12 +12,15 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 static void test_content_type(void)
@@ -301,6 +304,47 @@ static void test_config(void)
 	      "caps can be raised within their bounds");
 }
 
+static void test_framing(void)
+{
+	static const struct {
+		const char *headers[4][2];
+		const char *error;
+	} cases[] = {
+	    {{{"Content-Length", "12"}, {"Content-Type", "application/json"}}, NULL},
+	    {{{"Transfer-Encoding", "chunked"}}, NULL},
+	    {{{"transfer-encoding", "Chunked"}}, NULL},
+	    {{{"X-Weird_Name!", "1"}}, NULL},
+	    {{{"Content-Length", "12"}, {"content-length", "12"}},
+	     "Bad request: more than one Content-Length"},
+	    {{{"Content-Length ", "12"}}, "Bad request: invalid header name"},
+	    {{{"Content\tLength", "12"}}, "Bad request: invalid header name"},
+	    {{{"", "12"}}, "Bad request: invalid header name"},
+	    {{{"Content-Length", "+12"}}, "Bad request: invalid Content-Length"},
+	    {{{"Content-Length", "12, 12"}}, "Bad request: invalid Content-Length"},
+	    {{{"Transfer-Encoding", "gzip, chunked"}},
+	     "Bad request: unsupported Transfer-Encoding"},
+	    {{{"Transfer-Encoding", " chunked"}}, "Bad request: unsupported Transfer-Encoding"},
+	    {{{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
+	     "Bad request: unsupported Transfer-Encoding"},
+	    {{{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}},
+	     "Bad request: both Transfer-Encoding and Content-Length"},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct evkeyvalq h;
+		const char *got;
+
+		TAILQ_INIT(&h);
+		for (size_t j = 0; j < 4 && cases[i].headers[j][0]; j++)
+			evhttp_add_header(&h, cases[i].headers[j][0], cases[i].headers[j][1]);
+		got = req_framing_error(&h);
+		CHECK(got == cases[i].error ||
+			  (got && cases[i].error && !strcmp(got, cases[i].error)),
+		      "framing case %zu: %s", i, got ? got : "accepted");
+		evhttp_clear_headers(&h);
+	}
+}
+
 static void test_wire(void)
 {
 	static const char page[] = "HTTP/1.1 413 Request Entity Too Large\r\n"
@@ -366,6 +410,7 @@ int main(void)
 	test_reply();
 	test_auth();
 	test_config();
+	test_framing();
 	test_wire();
 	return check_summary();
 }
