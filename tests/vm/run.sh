@@ -60,7 +60,7 @@ echo "image: $IMG ($(tail -n 1 "$BUILD/vmtest-image.log" | grep -q cached && ech
 
 # ---- 3. the payload ---------------------------------------------------------------------------
 P=$WORK/payload
-rm -rf "$P"; mkdir -p "$P/etc" "$P/harness"
+rm -rf "$P"; mkdir -p "$P/etc/default" "$P/harness"
 # make install, into the payload: what `make install` does on a real host.
 DESTDIR=$P cmake --install "$BUILD" --prefix "$PREFIX" > "$WORK-install.log"
 # The image's accounts plus ours, as a package's `systemd-sysusers` would make them.
@@ -68,7 +68,12 @@ cp -a "$IMG"/etc/. "$P/etc/"
 systemd-sysusers --root="$P"
 grep -q '^pyexec:' "$P/etc/passwd" || { echo "systemd-sysusers made no pyexec account"; exit 1; }
 rm -f "$P/etc/login.defs" "$P"/etc/*-      # the image keeps its own login.defs
-systemctl --root="$P" enable pyexec-sandboxd.service pyexec-gatewayd.service
+systemctl --root="$P" -q enable pyexec-sandboxd.service pyexec-gatewayd.service
+# Options as an administrator sets them (the README's example): the units read this file.
+cat > "$P/etc/default/pyexec" <<'EOF'
+SANDBOXD_OPTS="--max-running 3"
+GATEWAYD_OPTS="--listen 0.0.0.0:8080"
+EOF
 # The harness waits for the units but does not pull them in: they must start on their own.
 mkdir -p "$P/etc/systemd/system/harness.service.d"
 cat > "$P/etc/systemd/system/harness.service.d/after-pyexec.conf" <<'EOF'
