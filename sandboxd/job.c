@@ -506,6 +506,9 @@ static void job_start(struct job *j)
 		return;
 	}
 	event_add(j->ev_pid, NULL);
+	/* The deadline counts from now, after the clone: libevent's cached loop time is from
+	 * before the cgroup and clone3, and a timer armed on it fired a few ms early. */
+	event_base_update_cache_time(b);
 	event_add(j->ev_timer, &tv);
 	event_add(j->ev_sync, NULL);
 	event_add(j->ev_script, NULL);
