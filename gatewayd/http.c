@@ -269,6 +269,11 @@ static void on_job_answer(void *arg, const struct up_answer *a)
 		r->problem = "the connection to sandboxd closed";
 		req_error(r, 503, "The sandbox went away, retry later");
 		return;
+	case UP_TIMEOUT:
+		r->verdict = "no_answer";
+		r->problem = "sandboxd did not answer in time; the job was cancelled";
+		req_error(r, 504, "sandboxd did not answer in time");
+		return;
 	case UP_PONG:
 		break;
 	}
@@ -313,6 +318,12 @@ static void handle_execute(struct gw_req *r)
 		r->verdict = "unavailable";
 		r->problem = "sandboxd is not connected";
 		req_error(r, 503, "The sandbox is unavailable, retry later");
+		return;
+	}
+	if (ret == -ENOBUFS) {
+		r->verdict = "busy";
+		r->problem = "--upstream-buffer bytes wait to be written to sandboxd";
+		req_error(r, 503, "Server busy: the execution queue is full, retry later");
 		return;
 	}
 	if (ret < 0) {

@@ -70,6 +70,10 @@ static void on_up_event(void *arg, const struct up_event *ev)
 		log_debug("job %llu of a departed client ended: %s", (unsigned long long)ev->job_id,
 			  proto_verdict_name(ev->verdict));
 		break;
+	case UP_EV_ABANDONED:
+		log_warn("sandboxd never answered job %llu, not even its cancellation; forgotten",
+			 (unsigned long long)ev->job_id);
+		break;
 	case UP_EV_STRAY:
 		log_warn("sandboxd sent a %s for job %llu, which is not in flight; ignored",
 			 ev->detail ? ev->detail : "frame", (unsigned long long)ev->job_id);
@@ -251,7 +255,12 @@ int main(int argc, char **argv)
 		log_error("cannot create the event loop");
 		goto out;
 	}
-	r = up_new(gw.base, cfg.socket_path, on_up_event, &gw, &gw.up);
+	r = up_new(gw.base, cfg.socket_path,
+		   &(struct up_limits){.status_ms = cfg.status_ms,
+				       .out_max = cfg.upstream_buffer,
+				       .default_timeout_ms = cfg.timeout_ms,
+				       .grace_ms = cfg.answer_grace_ms},
+		   on_up_event, &gw, &gw.up);
 	if (r < 0) {
 		log_error_errno(r, "cannot use sandboxd's socket path %s", cfg.socket_path);
 		goto out;

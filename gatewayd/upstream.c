@@ -2,6 +2,7 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -17,16 +18,21 @@
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-/* Refreshes the queue gauges; also makes a dead peer show up on an idle connection. */
-#define STATUS_PING_MS 5000
+/* Status PINGs (every lim.status_ms) refresh the queue gauges and prove sandboxd alive: this many
+ * without a PONG in between lose the connection. */
+#define STATUS_PINGS_UNANSWERED_MAX 2
 
 struct up_job {
 	TAILQ_ENTRY(up_job) link;
+	struct up *u;
 	uint64_t id;
 	bool is_ping;
-	up_answer_fn fn; /* NULL once forgotten */
+	up_answer_fn fn; /* NULL once forgotten (or answered UP_TIMEOUT) */
 	void *arg;
 	struct timespec sent;
+	uint64_t timeout_ms;	/* the job's own limit */
+	struct event *deadline; /* SUBMITs: armed once the job may have started (up_arm_started) */
+	bool armed;
 };
 
 struct up {
@@ -35,6 +41,8 @@ struct up {
 	struct bufferevent *bev; /* NULL while not connected */
 	struct event *retry_ev;
 	struct event *status_ev;
+	struct up_limits lim;
+	unsigned pings_out; /* status PINGs sent since the last PONG */
 	unsigned backoff_ms;
 	unsigned failures; /* failed connects or silent connections since the last PONG */
 	bool greeted;	   /* a PONG came on this connection: the peer is a working sandboxd */
@@ -86,6 +94,49 @@ static void up_unlink(struct up *u, struct up_job *j)
 		u->st.jobs--;
 }
 
+static void up_job_free(struct up_job *j)
+{
+	if (j->deadline)
+		event_free(j->deadline);
+	free(j);
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+	return (struct timeval){.tv_sec = (time_t)(ms / 1000),
+				.tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+static void up_arm(struct up_job *j, uint64_t ms)
+{
+	struct timeval tv = ms_tv(ms);
+
+	/* On failure the job keeps no deadline; the next up_arm_started() tries again. */
+	j->armed = event_add(j->deadline, &tv) == 0;
+}
+
+/* sandboxd runs a connection's jobs in the order they came, max_running at a time, so a job
+ * whose deadline counted from its SUBMIT would expire while it merely waits in the queue. A job
+ * gets its deadline once fewer than max_running jobs sent before it are still unanswered: from
+ * then on it may run. (Other clients of sandboxd share the slots; the grace covers a little of
+ * that.) Call after every change of the list or of max_running. */
+static void up_arm_started(struct up *u)
+{
+	unsigned slots = u->st.have_pong && u->st.max_running ? u->st.max_running : UINT_MAX;
+	unsigned ahead = 0;
+	struct up_job *j;
+
+	TAILQ_FOREACH(j, &u->jobs, link)
+	{
+		if (j->is_ping)
+			continue;
+		if (ahead++ >= slots)
+			break;
+		if (!j->armed)
+			up_arm(j, j->timeout_ms + u->lim.grace_ms);
+	}
+}
+
 /* Removes the job, then calls its owner: the callback may submit or forget other jobs. */
 static void up_deliver(struct up *u, struct up_job *j, struct up_answer *a)
 {
@@ -95,7 +146,7 @@ static void up_deliver(struct up *u, struct up_job *j, struct up_answer *a)
 
 	a->seconds = since(&j->sent);
 	up_unlink(u, j);
-	free(j);
+	up_job_free(j);
 	if (fn) {
 		fn(arg, a);
 	} else if (a->kind == UP_RESULT && u->on_event) {
@@ -129,6 +180,7 @@ static void up_lose(struct up *u, int err, const char *detail)
 
 	bufferevent_free(u->bev);
 	u->bev = NULL;
+	u->pings_out = 0;
 	event_del(u->status_ev);
 	u->st.connected = false;
 	u->st.have_pong = false;
@@ -170,8 +222,8 @@ static int up_send(struct up *u)
 static void up_send_status_ping(struct up *u)
 {
 	/* An id no job holds: its PONG only refreshes the status. */
-	if (proto_encode_ping(&u->out, u->next_id++) == 0)
-		(void)up_send(u);
+	if (proto_encode_ping(&u->out, u->next_id++) == 0 && up_send(u) == 0)
+		u->pings_out++;
 	proto_buf_reset(&u->out);
 }
 
@@ -195,6 +247,7 @@ static int up_handle_frame(struct up *u, const struct proto_hdr *h, const uint8_
 		a.kind = UP_RESULT;
 		a.result = &res;
 		up_deliver(u, j, &a);
+		up_arm_started(u); /* a slot is free */
 		return 0;
 	case PROTO_ERROR:
 		if (proto_decode_error(p, h->length, &err) < 0)
@@ -215,10 +268,12 @@ static int up_handle_frame(struct up *u, const struct proto_hdr *h, const uint8_
 		a.kind = UP_ERROR;
 		a.error = &err;
 		up_deliver(u, j, &a);
+		up_arm_started(u);
 		return 0;
 	case PROTO_PONG:
 		if (proto_decode_pong(p, h->length, &pong) < 0)
 			return -EBADMSG;
+		u->pings_out = 0; /* any PONG shows sandboxd alive */
 		u->st.have_pong = true;
 		u->st.ready = pong.ready == 1;
 		u->st.running = pong.running;
@@ -233,6 +288,7 @@ static int up_handle_frame(struct up *u, const struct proto_hdr *h, const uint8_
 			u->backoff_ms = 0;
 			u->failures = 0;
 		}
+		up_arm_started(u); /* max_running is known (or changed) */
 		j = up_find(u, h->job_id);
 		if (j && j->is_ping) {
 			a.kind = UP_PONG;
@@ -253,7 +309,7 @@ static void up_on_read(struct bufferevent *bev, void *arg)
 
 	while (u->bev) {
 		size_t avail = evbuffer_get_length(in);
-		struct proto_hdr h = { 0 };
+		struct proto_hdr h = {0};
 		uint8_t *buf;
 		long n;
 		int r;
@@ -313,14 +369,23 @@ static void up_on_status_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct up *u = arg;
 
-	if (u->bev)
-		up_send_status_ping(u);
+	if (!u->bev)
+		return;
+	/* Connected but silent (stopped, or stuck): as good as gone. Its jobs are answered 503
+	 * now rather than when their deadlines pass, and a new connection is tried. */
+	if (u->pings_out >= STATUS_PINGS_UNANSWERED_MAX) {
+		snprintf(u->detail, sizeof(u->detail),
+			 "sandboxd answered none of %u status requests %llu ms apart", u->pings_out,
+			 (unsigned long long)u->lim.status_ms);
+		up_lose(u, -ETIMEDOUT, u->detail);
+		return;
+	}
+	up_send_status_ping(u);
 }
 
 static void up_connect(struct up *u)
 {
-	static const struct timeval status_every = {STATUS_PING_MS / 1000,
-						    (STATUS_PING_MS % 1000) * 1000};
+	struct timeval status_every = ms_tv(u->lim.status_ms);
 	_cleanup_close_ int fd = -1;
 	int r;
 
@@ -353,8 +418,15 @@ static void up_connect(struct up *u)
 	/* sandboxd creates its socket only after its self-test passed, so a connection means it
 	 * takes jobs; the first PONG fills in the status (and proves the peer speaks v1). */
 	u->greeted = false;
+	u->pings_out = 0;
 	up_send_status_ping(u);
-	event_add(u->status_ev, &status_every);
+	if (event_add(u->status_ev, &status_every) < 0) {
+		r = -ENOMEM;
+		bufferevent_free(u->bev);
+		u->bev = NULL;
+		u->st.connected = false;
+		goto fail;
+	}
 	return;
 fail:
 	u->st.last_error = r;
@@ -371,8 +443,8 @@ static void up_on_retry(evutil_socket_t fd, short what, void *arg)
 		up_connect(u);
 }
 
-int up_new(struct event_base *base, const char *path, up_event_fn on_event, void *event_arg,
-	   struct up **ret)
+int up_new(struct event_base *base, const char *path, const struct up_limits *lim,
+	   up_event_fn on_event, void *event_arg, struct up **ret)
 {
 	struct up *u;
 
@@ -382,6 +454,7 @@ int up_new(struct event_base *base, const char *path, up_event_fn on_event, void
 	if (!u)
 		return -ENOMEM;
 	u->base = base;
+	u->lim = *lim;
 	u->sa.sun_family = AF_UNIX;
 	strcpy(u->sa.sun_path, path);
 	u->on_event = on_event;
@@ -406,7 +479,7 @@ void up_free(struct up *u)
 		return;
 	while ((j = TAILQ_FIRST(&u->jobs))) {
 		TAILQ_REMOVE(&u->jobs, j, link);
-		free(j);
+		up_job_free(j);
 	}
 	if (u->bev)
 		bufferevent_free(u->bev);
@@ -429,29 +502,63 @@ const struct up_status *up_status(const struct up *u)
 	return &u->st;
 }
 
-static int up_enqueue(struct up *u, bool is_ping, up_answer_fn fn, void *arg, struct up_job **ret)
+/* Sandboxd never answered the job in time: its asker gets UP_TIMEOUT and the job is cancelled.
+ * It stays listed for one more grace, so a late RESULT is still recognised and dropped; if not
+ * even the CANCEL is answered by then, it is dropped for good. */
+static void up_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct up_job *j = arg;
+	struct up *u = j->u;
+	struct up_answer a = {.kind = UP_TIMEOUT};
+	up_answer_fn fn = j->fn;
+	void *fn_arg = j->arg;
+	uint64_t id = j->id;
+
+	if (!fn) {
+		up_unlink(u, j);
+		up_job_free(j);
+		up_emit(u, UP_EV_ABANDONED, 0, NULL, 0, id);
+		up_arm_started(u);
+		return;
+	}
+	a.seconds = since(&j->sent);
+	up_forget(u, j);
+	up_arm(j, u->lim.grace_ms);
+	fn(fn_arg, &a);
+}
+
+static int up_enqueue(struct up *u, bool is_ping, uint64_t timeout_ms, up_answer_fn fn, void *arg,
+		      struct up_job **ret)
 {
 	struct up_job *j;
 	int r;
 
 	j = calloc(1, sizeof(*j));
-	if (!j) {
+	if (j && !is_ping)
+		j->deadline = evtimer_new(u->base, up_on_deadline, j);
+	if (!j || (!is_ping && !j->deadline)) {
+		if (j)
+			up_job_free(j);
 		proto_buf_reset(&u->out);
 		return -ENOMEM;
 	}
 	r = up_send(u);
 	if (r < 0) {
-		free(j);
+		up_job_free(j);
 		return r;
 	}
+	j->u = u;
 	j->id = u->next_id - 1;
 	j->is_ping = is_ping;
 	j->fn = fn;
 	j->arg = arg;
+	j->timeout_ms = timeout_ms;
 	clock_gettime(CLOCK_MONOTONIC, &j->sent);
 	TAILQ_INSERT_TAIL(&u->jobs, j, link);
-	if (!is_ping)
+	if (!is_ping) {
 		u->st.jobs++;
+		up_arm_started(u);
+	}
 	*ret = j;
 	return 0;
 }
@@ -459,17 +566,25 @@ static int up_enqueue(struct up *u, bool is_ping, up_answer_fn fn, void *arg, st
 int up_submit(struct up *u, const struct proto_submit *s, up_answer_fn fn, void *arg,
 	      struct up_job **ret)
 {
+	size_t waiting;
 	int r;
 
 	if (!u->bev)
 		return -ENOTCONN;
+	/* A sandboxd that does not read (stopped, stuck) must not make us buffer without end;
+	 * one job always fits into an empty buffer. */
+	waiting = evbuffer_get_length(bufferevent_get_output(u->bev));
+	if (waiting && waiting + PROTO_HDR_SIZE + 16 + s->script_len > u->lim.out_max)
+		return -ENOBUFS;
 	/* Ids are never reused, so a late answer can never be taken for another job's. */
 	r = proto_encode_submit(&u->out, u->next_id++, s);
 	if (r < 0) {
 		proto_buf_reset(&u->out);
 		return r;
 	}
-	return up_enqueue(u, false, fn, arg, ret);
+	/* sandboxd's default limit is taken to be at most the gateway's cap (both 30 s). */
+	return up_enqueue(u, false, s->timeout_ms ? s->timeout_ms : u->lim.default_timeout_ms, fn,
+			  arg, ret);
 }
 
 int up_ping(struct up *u, up_answer_fn fn, void *arg, struct up_job **ret)
@@ -483,7 +598,7 @@ int up_ping(struct up *u, up_answer_fn fn, void *arg, struct up_job **ret)
 		proto_buf_reset(&u->out);
 		return r;
 	}
-	return up_enqueue(u, true, fn, arg, ret);
+	return up_enqueue(u, true, 0, fn, arg, ret);
 }
 
 void up_forget(struct up *u, struct up_job *j)
@@ -491,7 +606,7 @@ void up_forget(struct up *u, struct up_job *j)
 	if (j->is_ping) {
 		/* Nothing runs for a PING; its PONG is taken as a status refresh. */
 		up_unlink(u, j);
-		free(j);
+		up_job_free(j);
 		return;
 	}
 	j->fn = NULL;

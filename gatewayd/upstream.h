@@ -2,7 +2,10 @@
  *
  * Jobs are matched to answers by a job id this module hands out (PROTOCOL.md, rules 1-3).
  * When sandboxd is down or goes away, every job in flight is answered UP_LOST at once and the
- * module reconnects by itself, with a backoff, until sandboxd is back.
+ * module reconnects by itself, with a backoff, until sandboxd is back. A sandboxd that stays
+ * connected but falls silent counts as gone: no PONG to two status PINGs in a row loses the
+ * connection, and a job not answered within its time limit plus a grace of its (estimated)
+ * start is answered UP_TIMEOUT and cancelled.
  */
 #pragma once
 
@@ -17,10 +20,18 @@ struct up;
 struct up_job;
 
 enum up_answer_kind {
-	UP_RESULT, /* the job ran (or was cancelled): verdict, output, statistics */
-	UP_ERROR,  /* sandboxd refused the job (BUSY, INVALID, SHUTDOWN, ...) */
-	UP_PONG,   /* the answer to up_ping() */
-	UP_LOST,   /* the connection closed before the answer came */
+	UP_RESULT,  /* the job ran (or was cancelled): verdict, output, statistics */
+	UP_ERROR,   /* sandboxd refused the job (BUSY, INVALID, SHUTDOWN, ...) */
+	UP_PONG,    /* the answer to up_ping() */
+	UP_LOST,    /* the connection closed before the answer came */
+	UP_TIMEOUT, /* no answer within the job's deadline; the job was cancelled */
+};
+
+struct up_limits {
+	uint64_t status_ms;	     /* status PING interval; two unanswered ones lose sandboxd */
+	uint64_t out_max;	     /* bytes waiting to be written to sandboxd; -ENOBUFS above */
+	uint64_t default_timeout_ms; /* a job's time limit when it does not name one */
+	uint64_t grace_ms;	     /* what a job may take beyond its time limit (teardown) */
 };
 
 struct up_answer {
@@ -43,6 +54,7 @@ enum up_event_kind {
 			       * connections that never answered is reported) */
 	UP_EV_STRAY,	      /* an answer for a job id that is not in flight (ignored) */
 	UP_EV_DROPPED,	      /* the RESULT of a forgotten job: verdict, seconds */
+	UP_EV_ABANDONED,      /* a job sandboxd never answered, not even its CANCEL: job_id */
 };
 
 struct up_event {
@@ -71,15 +83,16 @@ struct up_status {
 	int last_error;	     /* -errno of the last failed connect or of the last loss */
 };
 
-int up_new(struct event_base *base, const char *path, up_event_fn on_event, void *event_arg,
-	   struct up **ret);
+int up_new(struct event_base *base, const char *path, const struct up_limits *lim,
+	   up_event_fn on_event, void *event_arg, struct up **ret);
 /* Frees everything; no answer is delivered any more. */
 void up_free(struct up *u);
 /* Connects now (or schedules the retries); the outcome arrives as an event. */
 void up_start(struct up *u);
 const struct up_status *up_status(const struct up *u);
 
-/* Sends a job. Returns 0, -ENOTCONN while sandboxd is not connected, or -ENOMEM/-EMSGSIZE. */
+/* Sends a job. Returns 0, -ENOTCONN while sandboxd is not connected, -ENOBUFS while more than
+ * out_max bytes wait to be written to it, or -ENOMEM/-EMSGSIZE. */
 int up_submit(struct up *u, const struct proto_submit *s, up_answer_fn fn, void *arg,
 	      struct up_job **ret);
 /* Asks sandboxd for its status; the answer is UP_PONG (or UP_LOST). */

@@ -2,6 +2,7 @@
 rarely or never gives, matched by job id, mapped to statuses, and a misbehaving peer dropped."""
 import concurrent.futures
 import json
+import threading
 import time
 
 import pytest
@@ -286,3 +287,108 @@ def test_frame_split_after_a_large_result(fake):
     assert len(ra.json()["result"]) == 2 << 20
     assert rb.status_code == 200
     assert rb.json() == {"result": 2, "stdout": ""}
+
+
+# ---- a sandboxd that does not answer (review finding M1) -------------------------------------
+
+def test_job_never_answered_is_504_and_cancelled(fake):
+    """A job not answered within its limit plus --answer-grace-ms of its start: 504, and a
+    CANCEL goes to sandboxd; a RESULT that still comes later is dropped quietly."""
+    pending = []
+    f, gw = fake(lambda conn, job_id, *a: pending.append((conn, job_id)), None,
+                 "--answer-grace-ms", "700")
+    t0 = time.monotonic()
+    r = post(gw, timeout_ms=300)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 504, r.text
+    assert r.json() == {"error": "sandboxd did not answer in time"}
+    assert 0.9 < elapsed < 5, elapsed
+    conn, job_id = pending[0]
+    wait_for(lambda: job_id in f.cancels, 10, what="the CANCEL")
+    conn.send(result_frame(job_id, "cancelled", message="Job cancelled"))
+    time.sleep(0.2)
+    assert "not in flight" not in gw.log()
+    assert "504 verdict=no_answer" in gw.log()
+    # The connection to sandboxd is fine: the next job is served.
+    f.on_submit = answer(lambda j, s: result_frame(j, "ok", result="1"))
+    assert post(gw).json() == {"result": 1, "stdout": ""}
+
+
+def test_job_and_its_cancel_never_answered(fake):
+    f, gw = fake(lambda *a: None, None, "--answer-grace-ms", "300")
+    assert post(gw, timeout_ms=100).status_code == 504
+    wait_for(lambda: "not even its cancellation; forgotten" in gw.log(), 10,
+             what="the job to be given up")
+    m = requests.get(gw.url + "/metrics", timeout=TIMEOUT).text
+    assert "pyexec_jobs_in_flight 0" in m
+
+
+def test_queued_job_gets_its_deadline_when_it_may_start(fake):
+    """sandboxd runs one job at a time here: the second job waits behind the first for longer
+    than its own limit plus the grace, and must not be given up for that."""
+    held = []
+
+    def on_submit(conn, job_id, script, timeout_ms, memory_mb):
+        held.append(job_id)
+        if len(held) == 2:
+            threading.Thread(target=finish, args=(conn,), daemon=True).start()
+
+    def finish(conn):
+        time.sleep(1.5)
+        conn.send(result_frame(held[0], "ok", result="1"))
+        time.sleep(0.2)
+        conn.send(result_frame(held[1], "ok", result="2"))
+
+    _, gw = fake(on_submit, lambda c, j: c.send(pong_frame(j, max_running=1)),
+                 "--answer-grace-ms", "500")
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        a = ex.submit(post, gw, "first", timeout_ms=1500)
+        wait_for(lambda: len(held) == 1, 20, what="the first job")
+        b = ex.submit(post, gw, "second", timeout_ms=200)
+        assert a.result(TIMEOUT).json() == {"result": 1, "stdout": ""}
+        assert b.result(TIMEOUT).json() == {"result": 2, "stdout": ""}
+
+
+def test_silent_sandboxd_is_lost(fake):
+    """Connected but answering no status PING: after two intervals the connection counts as
+    lost, the jobs in flight get 503 at once, and the gateway connects again."""
+    state = {"silent": False}
+
+    def on_ping(conn, job_id):
+        if not state["silent"]:
+            conn.send(pong_frame(job_id))
+
+    f, gw = fake(lambda *a: None, on_ping, "--status-interval-ms", "300")
+    state["silent"] = True
+    t0 = time.monotonic()
+    r = post(gw)
+    assert r.status_code == 503
+    assert r.json() == {"error": "The sandbox went away, retry later"}
+    assert time.monotonic() - t0 < 3
+    assert "answered none of 2 status requests" in gw.log()
+    state["silent"] = False
+    wait_for(lambda: f.accepted >= 2, 10, what="the gateway to reconnect")
+    wait_for(lambda: requests.get(gw.url + "/health", timeout=TIMEOUT).status_code == 200, 10,
+             interval=0.1, what="the gateway to be healthy again")
+
+
+def test_upstream_buffer_is_capped(fake):
+    """A sandboxd that stops reading: once --upstream-buffer bytes wait to be written to it,
+    /execute answers 503 at once instead of buffering without end."""
+    stuck = threading.Event()
+
+    def on_submit(conn, job_id, script, timeout_ms, memory_mb):
+        stuck.wait(60)  # stops reading the connection
+
+    f, gw = fake(on_submit, None, "--upstream-buffer", str(2 << 20))
+    big = "def main():\n    return 1\n#" + "x" * (900 << 10)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            futs = [ex.submit(post, gw, big) for _ in range(6)]
+            busy = wait_for(lambda: [fu.result() for fu in futs if fu.done()], 20,
+                            what="a refusal")
+        assert busy[0].status_code == 503
+        assert busy[0].json() == {"error": "Server busy: the execution queue is full, retry later"}
+        assert "--upstream-buffer" in gw.log()
+    finally:
+        stuck.set()

@@ -313,6 +313,36 @@ def test_sandboxd_killed_and_restarted(start_sandbox, start_gateway):
     assert "lost sandboxd" in gw.log() and "connected to sandboxd" in gw.log()
 
 
+def test_sandboxd_stopped_counts_as_lost(start_sandbox, start_gateway):
+    """kill -STOP: sandboxd stays connected but answers nothing. After two status intervals
+    without a PONG the jobs in flight get 503 and /health says unhealthy; after -CONT the
+    gateway is back by itself."""
+    sbx = start_sandbox(max_running=1)
+    gw = start_gateway(sbx.socket, "--status-interval-ms", "500", "--health-timeout-ms", "500")
+    gw.wait_connected()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            inflight = ex.submit(post, gw.url, SLEEP % 30)
+            wait_for(sbx.job_procs, 60, interval=0.05, what="the job to start")
+            t0 = time.monotonic()
+            os.kill(sbx.pid, signal.SIGSTOP)
+            r = inflight.result(TIMEOUT)
+            assert time.monotonic() - t0 < 5
+        assert r.status_code == 503
+        assert r.json() == {"error": "The sandbox went away, retry later"}
+        assert "answered none of 2 status requests" in gw.log()
+        h = requests.get(gw.url + "/health", timeout=TIMEOUT)
+        assert h.status_code == 503 and h.json()["status"] == "unhealthy"
+    finally:
+        os.kill(sbx.pid, signal.SIGCONT)
+    wait_for(lambda: requests.get(gw.url + "/health", timeout=30).status_code == 200, 30,
+             interval=0.1, what="the gateway to be healthy again")
+    r = post(gw.url, HELLO)
+    assert r.status_code == 200 and r.json()["result"] == {"message": "Hello, World!"}
+    # The job of the lost connection was killed by sandboxd when it saw the connection gone.
+    wait_for(lambda: not sbx.job_procs(), 30, what="the orphaned job to be killed")
+
+
 def test_sandboxd_not_there_at_start(start_gateway):
     sbx = harness.Sandbox(max_running=1)
     try:
