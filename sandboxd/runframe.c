@@ -68,7 +68,7 @@ int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **
 	*why = "frame length does not match";
 	if ((size_t)n != len - 8)
 		return -EBADMSG;
-	*why = scan_ok((const char *)buf + 8, n, RF_MAX_DEPTH + 2, RF_MAX_VALUES);
+	*why = scan_ok((const char *)buf + 8, n, RF_MAX_DEPTH + 1, RF_MAX_VALUES);
 	if (*why)
 		return -EBADMSG;
 	*why = "frame is not valid JSON";
