@@ -21,18 +21,27 @@ int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
 {
 	int r;
 
+	const char *why_v2 = "";
+
 	cg_ctx_reset(ctx);
 	*why = "";
 	if (strcmp(mode, "v1")) {
 		r = cg_v2_init(ctx, why);
 		if (r == 0 || !strcmp(mode, "v2"))
 			return r;
+		why_v2 = *why;
 		cg_fini(ctx);
 		cg_ctx_reset(ctx);
 	}
 	/* v2 lacks our controllers here (or v1 was asked for): every job still gets memory,
 	 * pids and CPU limits, from the v1 hierarchies. */
-	return cg_v1_init(ctx, why);
+	r = cg_v1_init(ctx, why);
+	if (r < 0 && *why_v2) {
+		/* Both failed: the v2 reason is usually the one that matters. */
+		snprintf(ctx->why, sizeof(ctx->why), "%s; and v1: %s", why_v2, *why);
+		*why = ctx->why;
+	}
+	return r;
 }
 
 void cg_fini(struct cg_ctx *ctx)

@@ -410,12 +410,16 @@ def test_sigterm_lets_jobs_in_flight_finish(start_daemon):
 # ---- daemons side by side ---------------------------------------------------------------------
 
 def _memory_cgroup(pid):
+    """The cgroup that limits the task's memory: the v1 memory line, else the v2 "0::" one."""
+    unified = None
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            hid, ctrls, path = line.rstrip("\n").split(":", 2)
             if "memory" in ctrls.split(","):
                 return path
-    return None
+            if hid == "0" and ctrls == "":
+                unified = path
+    return unified
 
 
 def test_two_daemons_never_share_a_job_cgroup(start_daemon):

@@ -43,14 +43,14 @@ KINDS = {
 CONCURRENCY = 4
 
 
-def job_cgroups(pid):
-    """Paths of cgroup directories named job-<pid>-* under any 'pyexec' directory."""
+def job_cgroups(daemon):
+    """Job cgroup directories (job-<pid>-*) the daemon left under any of its cgroup parents:
+    the v1 'pyexec' directories, or its own cgroup on v2, as its start-up line names them."""
     found = []
-    for top in os.listdir("/sys/fs/cgroup"):
-        for root, dirs, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
-            if os.path.basename(root) == "pyexec":
-                found += [os.path.join(root, d) for d in dirs if d.startswith(f"job-{pid}-")]
-                dirs[:] = []  # job cgroups have no children of interest
+    for parent in daemon.cgroup_dirs():
+        if os.path.isdir(parent):
+            found += [os.path.join(parent, d) for d in os.listdir(parent)
+                      if d.startswith(f"job-{daemon.pid}-")]
     return found
 
 
@@ -65,7 +65,8 @@ def test_200_mixed_jobs_leak_nothing(start_daemon):
     idle_fds = d.fd_count()
     mounts_before = mounts()
     assert d.job_procs() == []
-    assert job_cgroups(d.pid) == []
+    assert d.cgroup_dirs(), "the daemon did not name its cgroup parents"  # else vacuous
+    assert job_cgroups(d) == []
 
     jobs = [k for k, (n, *_rest) in KINDS.items() for _ in range(n)]
     assert len(jobs) == 200
@@ -111,7 +112,7 @@ def test_200_mixed_jobs_leak_nothing(start_daemon):
 
     def sampler():
         while not done.is_set():
-            seen_cgroups[0] = max(seen_cgroups[0], len(job_cgroups(d.pid)))
+            seen_cgroups[0] = max(seen_cgroups[0], len(job_cgroups(d)))
             time.sleep(0.2)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONCURRENCY)]
@@ -135,7 +136,7 @@ def test_200_mixed_jobs_leak_nothing(start_daemon):
     assert d.alive()
     # Cleanup after the last RESULT takes a moment (a v1 cgroup may stay busy briefly).
     wait_for(lambda: d.job_procs() == [], timeout=10, what="no job processes")
-    wait_for(lambda: job_cgroups(d.pid) == [], timeout=15, what="no job cgroups")
+    wait_for(lambda: job_cgroups(d) == [], timeout=15, what="no job cgroups")
     wait_for(lambda: d.fd_count() == idle_fds, timeout=15,
              what=f"the daemon's fds back to {idle_fds}")
     assert children_of(d.pid) == []  # no zombies, no stray children
