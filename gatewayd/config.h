@@ -22,6 +22,8 @@ struct gw_config {
 	uint64_t status_ms;	     /* status PING interval; two unanswered lose sandboxd */
 	uint64_t answer_grace_ms;    /* a job's answer may come this long after its time limit */
 	uint64_t upstream_buffer;    /* bytes waiting to be written to sandboxd; over it: 503 */
+	uint64_t answer_budget;	     /* answer bytes waiting for all clients; over it: 503 */
+	uint64_t answer_timeout_ms;  /* a client must read a whole answer within this */
 	uint64_t grace_ms;	     /* SIGTERM: time the jobs in flight get to finish */
 	uint64_t retry_after;	     /* seconds, the Retry-After of every 503 */
 	bool check;		     /* --check: print the effective config and exit */

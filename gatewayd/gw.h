@@ -28,8 +28,9 @@ struct gw {
 
 	struct gw_conn_list conns;
 	unsigned n_conns;
-	unsigned n_reqs;    /* requests received and not answered yet */
-	unsigned n_sending; /* answers queued on a connection and not written yet */
+	unsigned n_reqs;       /* requests received and not answered yet */
+	unsigned n_sending;    /* answers queued on a connection and not written yet */
+	uint64_t answer_bytes; /* bytes of those answers not written yet (--answer-budget) */
 	uint64_t next_req_id;
 	struct gw_metrics metrics;
 

@@ -295,6 +295,14 @@ static void handle_execute(struct gw_req *r)
 	char msg[160];
 	int status, ret;
 
+	/* Slow readers hold their answers in our memory: past the budget, no new work until
+	 * they read (or --answer-timeout-ms closes them). */
+	if (gw->answer_bytes > gw->cfg->answer_budget) {
+		r->verdict = "busy";
+		r->problem = "--answer-budget bytes of answers wait to be read";
+		req_error(r, 503, "Server busy: too many answers wait to be read, retry later");
+		return;
+	}
 	/* evhttp enforces the cap before reading; this only guards a misconfiguration. */
 	if (len > gw->cfg->max_body) {
 		req_error(r, 413, "Request body is too large");
@@ -411,6 +419,7 @@ static void handle_metrics(struct gw_req *r)
 	const struct up_status *st = up_status(gw->up);
 	struct gw_gauges g = {.jobs_in_flight = st->jobs,
 			      .connections = gw->n_conns,
+			      .answer_bytes = gw->answer_bytes,
 			      .sandbox_connected = st->connected,
 			      .have_status = st->have_pong,
 			      .sandbox_ready = st->ready,

@@ -115,6 +115,10 @@ int metrics_render(const struct gw_metrics *m, const struct gw_gauges *g, struct
 	    "# TYPE pyexec_http_connections gauge\n"
 	    "pyexec_http_connections %u\n",
 	    g->connections);
+	OUT("# HELP pyexec_http_answer_bytes_queued Answer bytes waiting to be read by clients.\n"
+	    "# TYPE pyexec_http_answer_bytes_queued gauge\n"
+	    "pyexec_http_answer_bytes_queued %llu\n",
+	    (unsigned long long)g->answer_bytes);
 	OUT("# HELP pyexec_http_connections_rejected_total Connections closed at once because "
 	    "--max-connections were open.\n"
 	    "# TYPE pyexec_http_connections_rejected_total counter\n"

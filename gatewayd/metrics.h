@@ -33,6 +33,7 @@ struct gw_metrics {
 struct gw_gauges {
 	unsigned jobs_in_flight; /* jobs sent to sandboxd and not answered yet */
 	unsigned connections;	 /* open client connections */
+	uint64_t answer_bytes;	 /* answer bytes waiting to be read by clients */
 	bool sandbox_connected;
 	bool have_status; /* a PONG arrived on the current connection */
 	bool sandbox_ready;

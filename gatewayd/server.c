@@ -227,6 +227,10 @@ static void conn_on_output(struct evbuffer *out, const struct evbuffer_cb_info *
 {
 	struct gw_conn *c = arg;
 
+	/* Every answer byte waiting in any client's output buffer counts against --answer-budget
+	 * (each call reports the changes since the previous one, nested calls included). */
+	c->gw->answer_bytes += info->n_added;
+	c->gw->answer_bytes -= info->n_deleted;
 	if (!info->n_added || c->ours || c->rewriting)
 		return;
 	/* Our own changes to the buffer call us again: ignore them. */
@@ -255,8 +259,13 @@ static void conn_free_events(struct gw_conn *c)
 /* Frees our record of a connection; its bufferevent must still be valid. */
 static void conn_free(struct gw_conn *c)
 {
-	if (c->out_cb)
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+	if (c->out_cb) {
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+
+		/* What was not written goes with the bufferevent. */
+		c->gw->answer_bytes -= evbuffer_get_length(out);
+		evbuffer_remove_cb_entry(out, c->out_cb);
+	}
 	if (c->held)
 		evbuffer_free(c->held);
 	conn_free_events(c);
@@ -390,13 +399,25 @@ static void conn_on_peer_event(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The client did not send a whole request in time (slowloris: one byte at a time never trips
- * the per-read timeout) or sat idle: close without an answer, as for a read timeout. */
+ * the per-read timeout) or sat idle, or did not read its whole answer in time (the same trick
+ * the other way, which would keep the answer's memory for as long as it likes): close, as for
+ * a read or write timeout. */
 static void conn_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 
-	log_debug("closing a connection that did not send a whole request in %llu ms",
-		  (unsigned long long)c->gw->cfg->request_timeout_ms);
+	if (c->sending) {
+		struct linger reset = {.l_onoff = 1, .l_linger = 0};
+
+		log_info("closing a connection whose client did not read its answer in %llu ms "
+			 "(--answer-timeout-ms)",
+			 (unsigned long long)c->gw->cfg->answer_timeout_ms);
+		/* A reset: what the kernel still holds of the answer goes too, and the client
+		 * cannot take the cut for a complete answer. */
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	} else
+		log_debug("closing a connection that did not send a whole request in %llu ms",
+			  (unsigned long long)c->gw->cfg->request_timeout_ms);
 	evhttp_connection_free(c->evcon);
 }
 
@@ -561,9 +582,15 @@ void srv_send(struct gw *gw, struct gw_conn *c, struct evhttp_request *req, int 
 	if (gw->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (c) {
+		struct timeval tv = ms_tv(gw->cfg->answer_timeout_ms);
+
 		srv_unwatch_peer(c);
 		c->sending = true;
 		gw->n_sending++;
+		/* The whole answer must be read in time; srv_on_sent() arms the next request's
+		 * deadline instead. */
+		if (event_add(c->deadline_ev, &tv) < 0)
+			log_warn("cannot arm the answer deadline of a connection");
 		evhttp_request_set_on_complete_cb(req, srv_on_sent, c);
 		/* evhttp writes the whole answer into the output buffer before it returns. */
 		c->ours = true;

@@ -392,3 +392,67 @@ def test_upstream_buffer_is_capped(fake):
         assert "--upstream-buffer" in gw.log()
     finally:
         stuck.set()
+
+
+# ---- clients that do not read their answers (review finding M2) ------------------------------
+
+def big_or_small(j, s):
+    return result_frame(j, "ok", result=json.dumps("x" * (8 << 20)) if s == b"big" else "1")
+
+
+def slow_reader(gw, script):
+    """A client that sent its request and reads its answer hardly at all."""
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((gw.host, gw.port))
+    body = json.dumps({"script": script}).encode()
+    s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return s
+
+
+def queued_answer_bytes(gw):
+    m = requests.get(gw.url + "/metrics", timeout=TIMEOUT).text
+    return int(m.split("\npyexec_http_answer_bytes_queued ")[1].split()[0])
+
+
+def test_answer_not_read_in_time_is_cut_off(fake):
+    """Reading a trickle keeps every single write making progress; the whole answer still has
+    to be read within --answer-timeout-ms."""
+    _, gw = fake(answer(big_or_small), None, "--answer-timeout-ms", "1500")
+    s = slow_reader(gw, "big")
+    t0, got = time.monotonic(), 0
+    s.settimeout(1)
+    try:
+        while time.monotonic() - t0 < 20:
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            got += len(chunk)
+            time.sleep(0.2)
+    except ConnectionResetError:
+        pass
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert elapsed < 10, f"still open after {elapsed:.1f} s"
+    assert got < 8 << 20
+    assert "did not read its answer in 1500 ms" in gw.log()
+    wait_for(lambda: queued_answer_bytes(gw) == 0, 10, what="the answer's memory to be freed")
+
+
+def test_answer_budget(fake):
+    """Answers waiting for slow readers count against --answer-budget: past it, new jobs get
+    503 at once; once the reader goes, jobs are served again."""
+    _, gw = fake(answer(big_or_small), None, "--answer-budget", str(1 << 20))
+    s = slow_reader(gw, "big")
+    try:
+        wait_for(lambda: queued_answer_bytes(gw) > 1 << 20, 20, what="the answer to be queued")
+        r = post(gw)
+        assert r.status_code == 503
+        assert r.json() == {"error": "Server busy: too many answers wait to be read, retry later"}
+        assert r.headers["Retry-After"] == "1"
+    finally:
+        s.close()
+    wait_for(lambda: queued_answer_bytes(gw) == 0, 20, what="the budget to be freed")
+    assert post(gw).json() == {"result": 1, "stdout": ""}
