@@ -37,6 +37,7 @@ struct gw_req {
 	char id[24]; /* X-Request-Id */
 	enum gw_route route;
 	const char *method;
+	bool head;     /* HEAD: the answer's headers without its body */
 	char path[96]; /* for the log line: printable, cut */
 	struct timespec start;
 	struct up_job *job;  /* the SUBMIT or PING in flight */
@@ -58,8 +59,9 @@ static const struct {
 } routes[] = {
     {"/execute", GW_ROUTE_EXECUTE, EVHTTP_REQ_POST, "POST", false},
     /* Load balancers and orchestrators probe it without credentials. */
-    {"/health", GW_ROUTE_HEALTH, EVHTTP_REQ_GET, "GET", true},
-    {"/metrics", GW_ROUTE_METRICS, EVHTTP_REQ_GET, "GET", false},
+    /* GET routes answer HEAD too (RFC 9110 9.3.2). */
+    {"/health", GW_ROUTE_HEALTH, EVHTTP_REQ_GET, "GET, HEAD", true},
+    {"/metrics", GW_ROUTE_METRICS, EVHTTP_REQ_GET, "GET, HEAD", false},
 };
 
 static const char *method_name(enum evhttp_cmd_type m)
@@ -150,8 +152,17 @@ static void req_finish_raw(struct gw_req *r, int status, const char *ctype, cons
 		snprintf(num, sizeof(num), "%llu", (unsigned long long)r->gw->cfg->retry_after);
 		add_header(r, "Retry-After", num);
 	}
-	if (buf)
+	if (r->head) {
+		/* evhttp 2.1 writes the body of an answer to HEAD too: give it none, and the
+		 * length the body would have had. */
+		snprintf(num, sizeof(num), "%zu", len);
+		add_header(r, "Content-Length", num);
+		if (buf)
+			evbuffer_free(buf);
+		buf = NULL;
+	} else if (buf) {
 		evbuffer_add(buf, text, len);
+	}
 	srv_send(r->gw, r->conn, r->req, status, buf);
 	if (buf)
 		evbuffer_free(buf);
@@ -469,6 +480,7 @@ void http_handle(struct evhttp_request *req, void *arg)
 	r->req = req;
 	srv_request_id(gw, r->id, sizeof(r->id));
 	r->method = method_name(method);
+	r->head = method == EVHTTP_REQ_HEAD;
 	r->route = GW_ROUTE_OTHER;
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	copy_printable(r->path, sizeof(r->path), path && *path ? path : target);
@@ -493,7 +505,8 @@ void http_handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	r->route = routes[i].route;
-	if (method != routes[i].method) {
+	if (method != routes[i].method &&
+	    !(method == EVHTTP_REQ_HEAD && routes[i].method == EVHTTP_REQ_GET)) {
 		add_header(r, "Allow", routes[i].allow);
 		req_error(r, 405, "Method not allowed");
 		return;
