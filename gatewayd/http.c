@@ -483,7 +483,9 @@ void http_handle(struct evhttp_request *req, void *arg)
 	r->head = method == EVHTTP_REQ_HEAD;
 	r->route = GW_ROUTE_OTHER;
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	copy_printable(r->path, sizeof(r->path), path && *path ? path : target);
+	/* The path only: a query string or a target in absolute form ("http://user:pw@host/")
+	 * may carry credentials, and the log is read by more people than the API. */
+	copy_printable(r->path, sizeof(r->path), path && *path ? path : "-");
 
 	/* Before anything else: a request framed ambiguously may hide another one in its body. */
 	why = req_framing_error(evhttp_request_get_input_headers(req));

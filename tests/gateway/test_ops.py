@@ -219,6 +219,21 @@ def test_one_log_line_per_request_without_secrets(sandbox, start_gateway):
     assert re.search(r"req \d+ POST /execute 400 verdict=error ", log)
 
 
+def test_log_shows_the_path_only(gateway):
+    """Query strings and absolute-form targets can carry credentials: never logged."""
+    secrets = ["s" + os.urandom(6).hex() for _ in range(4)]
+    for target in (f"/health?api_key={secrets[0]}", f"?token={secrets[1]}",
+                   f"http://user:{secrets[2]}@x/health?k={secrets[3]}"):
+        with socket.create_connection((gateway.host, gateway.port), timeout=30) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      .encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 ")
+    log = gateway.log()
+    for secret in secrets:
+        assert secret not in log
+    assert re.search(r"req \S+ GET - 404 ", log), log[-2000:]
+
+
 # ---- SIGTERM ----------------------------------------------------------------------------------
 
 def test_sigterm_drains_in_flight_jobs(sandbox, start_gateway):
