@@ -176,7 +176,7 @@ static int conn_answer_json(struct gw_conn *c, struct evbuffer *out, const struc
 	const char *text = wire_error_text(h->status, gw->cfg->max_body, buf, sizeof(buf));
 
 	srv_request_id(gw, id, sizeof(id));
-	if (wire_write_answer(out, h, id, text) < 0)
+	if (wire_write_answer(out, h, id, text, h->status == 503 ? gw->cfg->retry_after : 0) < 0)
 		return -ENOMEM;
 	metrics_request(&gw->metrics, GW_ROUTE_NONE, h->status);
 	/* The request was not understood, so there is no method or path to show. */
@@ -443,6 +443,24 @@ static int conn_attach(struct gw_conn *c, struct evhttp_connection *evcon)
 	return 0;
 }
 
+/* Over --max-connections: the client learns why in one small JSON answer, written straight to
+ * the new socket (its send buffer is empty, so it takes it at once) before evhttp closes it. */
+static void conn_refuse(struct gw_conn *c)
+{
+	static const char line[] = "HTTP/1.1 503 Service Unavailable";
+	const struct wire_head h = {
+	    .status = 503, .line = line, .line_len = sizeof(line) - 1, .close = true};
+	struct evbuffer *buf = evbuffer_new();
+	char id[32];
+
+	srv_request_id(c->gw, id, sizeof(id));
+	if (buf &&
+	    wire_write_answer(buf, &h, id, "Too many connections", c->gw->cfg->retry_after) == 0)
+		(void)evbuffer_write(buf, bufferevent_getfd(c->bev));
+	if (buf)
+		evbuffer_free(buf);
+}
+
 /* Runs right after evhttp set the connection up (same loop iteration, before any read). */
 static void srv_on_new_conn(evutil_socket_t fd, short what, void *arg)
 {
@@ -477,6 +495,7 @@ static void srv_on_new_conn(evutil_socket_t fd, short what, void *arg)
 			log_warn("%u connections open (--max-connections): closing new ones",
 				 gw->n_conns);
 		}
+		conn_refuse(c);
 		conn_free(c);
 		evhttp_connection_free(evcon);
 		return;

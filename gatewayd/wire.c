@@ -112,12 +112,12 @@ const char *wire_error_text(int status, uint64_t max_body, char *buf, size_t len
 }
 
 int wire_write_answer(struct evbuffer *out, const struct wire_head *h, const char *request_id,
-		      const char *text)
+		      const char *text, uint64_t retry_after)
 {
 	_cleanup_free_ char *body = NULL;
 	json_t *o = reply_error_body(text);
 	struct evbuffer *ans;
-	char date[64];
+	char date[64], retry[48] = "";
 	struct tm tm;
 	time_t now = time(NULL);
 	size_t blen = 0;
@@ -131,6 +131,9 @@ int wire_write_answer(struct evbuffer *out, const struct wire_head *h, const cha
 	body[blen++] = '\n';
 	if (!gmtime_r(&now, &tm) || !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
 		date[0] = '\0';
+	if (retry_after)
+		snprintf(retry, sizeof(retry), "Retry-After: %llu\r\n",
+			 (unsigned long long)retry_after);
 	ans = evbuffer_new();
 	if (!ans)
 		return -ENOMEM;
@@ -141,10 +144,12 @@ int wire_write_answer(struct evbuffer *out, const struct wire_head *h, const cha
 				"Cache-Control: no-store\r\n"
 				"%s%s%s"
 				"%s"
+				"%s"
 				"Content-Length: %zu\r\n"
 				"\r\n",
 				(int)h->line_len, h->line, request_id, *date ? "Date: " : "", date,
-				*date ? "\r\n" : "", h->close ? "Connection: close\r\n" : "", blen);
+				*date ? "\r\n" : "", retry, h->close ? "Connection: close\r\n" : "",
+				blen);
 	if (r >= 0)
 		r = evbuffer_add(ans, body, blen);
 	/* All or nothing: moving the chains does not allocate. */

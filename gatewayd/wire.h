@@ -37,9 +37,10 @@ int wire_parse_head(const char *buf, size_t len, struct wire_head *ret);
  * is written into buf (96 bytes are enough). */
 const char *wire_error_text(int status, uint64_t max_body, char *buf, size_t len);
 
-/* Appends the JSON answer that replaces evhttp's: the same status line, Content-Type
- * application/json, Content-Length, Date, X-Request-Id `request_id`, Cache-Control no-store,
- * "Connection: close" when evhttp's had it, and {"error": text}. Returns 0, or -ENOMEM with
- * nothing appended. */
+/* Appends a JSON error answer (the one that replaces evhttp's, or one the gateway writes without
+ * evhttp): h's status line, Content-Type application/json, Content-Length, Date, X-Request-Id
+ * `request_id`, Cache-Control no-store, Retry-After when `retry_after` is not 0,
+ * "Connection: close" when h->close, and {"error": text}. Returns 0, or -ENOMEM with nothing
+ * appended. */
 int wire_write_answer(struct evbuffer *out, const struct wire_head *h, const char *request_id,
-		      const char *text);
+		      const char *text, uint64_t retry_after);

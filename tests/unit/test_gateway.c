@@ -386,7 +386,7 @@ static void test_wire(void)
 
 	out = evbuffer_new();
 	CHECK(out && wire_parse_head(page, sizeof(page) - 1, &h) == 1 &&
-		  wire_write_answer(out, &h, "abc", "Bad \"x\"") == 0,
+		  wire_write_answer(out, &h, "abc", "Bad \"x\"", 0) == 0,
 	      "the JSON answer is written");
 	len = out ? evbuffer_get_length(out) : 0;
 	text = out ? strndup((char *)evbuffer_pullup(out, -1), len) : NULL;
@@ -398,6 +398,17 @@ static void test_wire(void)
 		  !strstr(text, "text/html"),
 	      "the answer: same status line, JSON type and length, Connection: close kept: %s",
 	      text ? text : "(none)");
+	free(text);
+	if (out)
+		evbuffer_free(out);
+
+	out = evbuffer_new();
+	h.close = false;
+	CHECK(out && wire_write_answer(out, &h, "abc", "x", 3) == 0, "an answer with Retry-After");
+	len = out ? evbuffer_get_length(out) : 0;
+	text = out ? strndup((char *)evbuffer_pullup(out, -1), len) : NULL;
+	CHECK(text && strstr(text, "\r\nRetry-After: 3\r\n") && !strstr(text, "Connection:"),
+	      "Retry-After given, no Connection: close unless asked");
 	free(text);
 	if (out)
 		evbuffer_free(out);
