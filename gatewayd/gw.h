@@ -31,7 +31,7 @@ struct gw {
 	unsigned n_reqs;       /* requests received and not answered yet */
 	unsigned n_sending;    /* answers queued on a connection and not written yet */
 	uint64_t answer_bytes; /* bytes of those answers not written yet (--answer-budget) */
-	uint64_t next_req_id;
+	uint64_t n_requests;   /* request ids handed out */
 	struct gw_metrics metrics;
 
 	bool draining;	  /* SIGTERM: answer what is in flight, take nothing new */

@@ -34,7 +34,7 @@ struct gw_req {
 	struct gw *gw;
 	struct gw_conn *conn;
 	struct evhttp_request *req;
-	char id[24]; /* X-Request-Id */
+	char id[24]; /* X-Request-Id: 16 hex digits */
 	enum gw_route route;
 	const char *method;
 	bool head;     /* HEAD: the answer's headers without its body */

@@ -286,7 +286,7 @@ int main(int argc, char **argv)
 		 gw.auth ? "API keys required" : "no API keys (open)");
 	up_start(gw.up);
 	event_base_dispatch(gw.base);
-	log_info("stopped after %llu requests", (unsigned long long)gw.next_req_id);
+	log_info("stopped after %llu requests", (unsigned long long)gw.n_requests);
 	exit_code = 0;
 out:
 	srv_free(&gw);

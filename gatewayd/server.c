@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -141,9 +142,25 @@ int srv_listen_open(const char *hostport, char *desc, size_t desc_len)
 
 /* ---- evhttp's own answers, rewritten (see the top of this file and wire.h) ---- */
 
+/* splitmix64's finaliser: a bijection, so distinct counters give distinct ids. */
+static uint64_t mix64(uint64_t x)
+{
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
 void srv_request_id(struct gw *gw, char *buf, size_t len)
 {
-	snprintf(buf, len, "%llu", (unsigned long long)++gw->next_req_id);
+	uint64_t v;
+
+	/* Random, not a counter: a client must not learn from its ids how many requests others
+	 * make. getrandom() only fails before the kernel's pool is ready (early boot): then
+	 * the counter, mixed with the time, still gives distinct, unordered ids. */
+	gw->n_requests++;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		v = mix64(gw->n_requests ^ ((uint64_t)time(NULL) << 32));
+	snprintf(buf, len, "%016llx", (unsigned long long)v);
 }
 
 /* Moves the last n bytes of `out` to the end of `dst`. Returns 0 or -ENOMEM (nothing moved). */

@@ -29,7 +29,8 @@ struct gw_conn *srv_request_received(struct gw *gw, struct evhttp_request *req);
  * connection is closed after it (the request is freed with it). srv_send() stops the watch. */
 void srv_watch_peer(struct gw_conn *c, void (*on_gone)(void *), void *arg);
 
-/* A new request id (X-Request-Id, the log line) into buf. */
+/* A new request id (X-Request-Id, the log line) into buf: 16 random hex digits (24 bytes of
+ * buf are enough). */
 void srv_request_id(struct gw *gw, char *buf, size_t len);
 
 /* Sends the answer (Content-Type and other headers already set on the request). While

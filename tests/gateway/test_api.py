@@ -204,7 +204,17 @@ def test_stats_headers(url):
     assert int(r.headers["X-Pyexec-Peak-Memory"]) > 1024 * 1024
     assert r.headers["X-Pyexec-Verdict"] == "ok"
     assert "X-Pyexec-Truncated" not in r.headers
-    assert r.headers["X-Request-Id"].isdigit()
+
+
+def test_request_ids_are_random(url):
+    """16 hex digits, none repeated, and no counter: ids tell nothing about other clients."""
+    import re
+    ids = [requests.get(url + "/health", timeout=TIMEOUT).headers["X-Request-Id"]
+           for _ in range(20)]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+    values = [int(i, 16) for i in ids]
+    assert not all(b - a == 1 for a, b in zip(values, values[1:])), ids
 
 
 def test_truncated_header(sandbox, start_sandbox, start_gateway):

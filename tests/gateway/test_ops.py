@@ -216,7 +216,7 @@ def test_one_log_line_per_request_without_secrets(sandbox, start_gateway):
     assert len(lines) == 1, lines
     line = lines[0]
     assert "POST /execute 200 verdict=ok" in line and "total_ms=" in line and "wall_ms=" in line
-    assert re.search(r"req \d+ POST /execute 400 verdict=error ", log)
+    assert re.search(r"req [0-9a-f]{16} POST /execute 400 verdict=error ", log)
 
 
 def test_log_shows_the_path_only(gateway):
