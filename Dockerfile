@@ -2,10 +2,15 @@
 # gatewayd (drops to the `pyexec` account) started by systemd/pyexec-run, which is PID 1.
 #
 #   docker build -t python-executor .
-#   docker run -p 8080:8080 --cap-add SYS_ADMIN --security-opt seccomp=unconfined ... python-executor
+#   docker run -d -p 8080:8080 \
+#     --cap-drop ALL --cap-add CHOWN --cap-add KILL --cap-add SETUID --cap-add SETGID \
+#     --cap-add SETPCAP --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+#     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+#     --security-opt no-new-privileges --cgroupns private --read-only --tmpfs /run \
+#     --stop-timeout 40 python-executor
 #
-# The run flags, and why each one is needed, are in README.md ("As a container"). PORT is
-# honoured (gatewayd serves 0.0.0.0:$PORT); it defaults to 8080 here.
+# Why each flag is needed is in README.md (tests/container proves it, leaving each out in
+# turn). PORT is honoured (gatewayd serves 0.0.0.0:$PORT); it defaults to 8080 here.
 
 # ---- build: compilers and -dev packages, used only to produce three binaries ----
 FROM debian:bookworm-slim AS build
@@ -50,5 +55,6 @@ STOPSIGNAL SIGTERM
 # /health is 200 only when sandboxd is reachable and its start-up canary passed. Python is
 # already in the image: no curl just for this.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-	CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
+	CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(\
+'http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
 ENTRYPOINT ["/usr/local/sbin/pyexec-run"]
