@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -261,3 +262,59 @@ def test_each_flag_is_needed(flags, extra):
         ct.log("  serves")
     finally:
         c.remove()
+
+
+def test_kubernetes_manifest(extra):
+    """The README's Kubernetes manifest, played by podman (`podman kube play`): one replica,
+    the image built here, its port on 127.0.0.1. podman applies the securityContext's
+    capabilities, allowPrivilegeEscalation and readOnlyRootFilesystem, so the pod must serve
+    with exactly those and nothing more. (podman 4.3 ignores seccompProfile and keeps its own
+    default profile, which allows pivot_root; the Service is not played.)"""
+    import yaml
+
+    text, source = ct.readme_manifest()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    dep = [d for d in docs if d.get("kind") == "Deployment"][0]
+    assert [d.get("kind") for d in docs].count("Service") == 1, source
+    spec = dep["spec"]["template"]["spec"]
+    box = spec["containers"][0]
+    sc = box["securityContext"]
+    want = sorted(sc["capabilities"]["add"])
+    assert sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False
+    assert sc["seccompProfile"]["type"] == "Unconfined", "the runtime's default lacks pivot_root"
+    port = ct.free_port()
+    dep["spec"]["replicas"] = 1
+    box["image"] = f"localhost/{ct.IMAGE}:latest"
+    box["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
+    fd, path = tempfile.mkstemp(prefix="pyexec-kube-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(dep, f)
+    conf = ct.containers_conf(extra)
+    env = dict(os.environ, **({"CONTAINERS_CONF": conf} if conf else {}))
+    name = f"{dep['metadata']['name']}-pod-0-{box['name']}"
+    ct.log(f"kube play of the manifest from {source}")
+    try:
+        ct.run(["podman", "kube", "play", "--replace", path], env=env, timeout=300)
+        deadline = time.monotonic() + 90
+        while ct.curl(port, "GET", "/health", timeout=3)[0] != 200:
+            assert time.monotonic() < deadline, ct.podman("logs", name, check=False).stderr
+            time.sleep(0.3)
+        script = "import pandas as pd\ndef main():\n    return int(pd.Series([1, 2]).sum())"
+        check(execute(port, script), 200, '{"result": 3, "stdout": ""}')
+        caps = ct.podman("inspect", "-f", "{{json .EffectiveCaps}}", name).stdout
+        assert sorted(c.removeprefix("CAP_") for c in json.loads(caps)) == want, caps
+        ro = ct.podman("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", name).stdout.strip()
+        assert ro == "true"
+        st = ct.podman("exec", name, "grep", "NoNewPrivs", "/proc/1/status").stdout
+        assert st.split() == ["NoNewPrivs:", "1"], st
+        t = time.monotonic()
+        ct.podman("pod", "stop", f"{dep['metadata']['name']}-pod-0")
+        code = ct.podman("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+        ct.log(f"  serves with {', '.join(want)}; pod stop took {time.monotonic() - t:.1f} s, "
+               f"exit status {code}")
+        assert code == "0"
+    finally:
+        ct.run(["podman", "kube", "down", path], check=False, env=env)
+        os.unlink(path)
+        if conf:
+            os.unlink(conf)
