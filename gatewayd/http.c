@@ -334,6 +334,7 @@ static void handle_execute(struct gw_req *r)
 	ret = up_submit(gw->up, &s, on_job_answer, r, &r->job);
 	exec_params_free(&p);
 	if (ret == -ENOTCONN) {
+		up_start(gw->up); /* in case no retry could be scheduled (UP_EV_NO_RETRY) */
 		r->verdict = "unavailable";
 		r->problem = "sandboxd is not connected";
 		req_error(r, 503, "The sandbox is unavailable, retry later");
@@ -412,13 +413,14 @@ static void handle_health(struct gw_req *r)
 		req_unhealthy(r, reason);
 		return;
 	}
-	/* Ask now rather than trust the last status: healthy means sandboxd answers now. */
+	/* Ask now rather than trust the last status: healthy means sandboxd answers now. The
+	 * timer first: a PING without it could wait for ever. */
 	r->timer = evtimer_new(gw->base, on_health_timeout, r);
-	if (!r->timer || up_ping(gw->up, on_health_answer, r, &r->job) < 0) {
+	if (!r->timer || event_add(r->timer, &tv) < 0 ||
+	    up_ping(gw->up, on_health_answer, r, &r->job) < 0) {
 		req_unhealthy(r, "cannot ask sandboxd");
 		return;
 	}
-	event_add(r->timer, &tv);
 	srv_watch_peer(r->conn, req_on_client_gone, r);
 }
 

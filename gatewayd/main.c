@@ -70,6 +70,11 @@ static void on_up_event(void *arg, const struct up_event *ev)
 		log_debug("job %llu of a departed client ended: %s", (unsigned long long)ev->job_id,
 			  proto_verdict_name(ev->verdict));
 		break;
+	case UP_EV_NO_RETRY:
+		log_error_errno(ev->err,
+				"cannot schedule a reconnection to sandboxd; retrying when "
+				"the next request comes");
+		break;
 	case UP_EV_ABANDONED:
 		log_warn("sandboxd never answered job %llu, not even its cancellation; forgotten",
 			 (unsigned long long)ev->job_id);

@@ -312,11 +312,11 @@ static struct gw_conn *conn_new(struct gw *gw, struct bufferevent *bev)
 	return c;
 }
 
-static void conn_arm_deadline(struct gw_conn *c)
+static int conn_arm_deadline(struct gw_conn *c)
 {
 	struct timeval tv = ms_tv(c->gw->cfg->request_timeout_ms);
 
-	event_add(c->deadline_ev, &tv);
+	return event_add(c->deadline_ev, &tv) < 0 ? -ENOMEM : 0;
 }
 
 /* evhttp frees the connection: after a "Connection: close" answer, a timeout, an error, the
@@ -449,14 +449,15 @@ static int conn_attach(struct gw_conn *c, struct evhttp_connection *evcon)
 	c->closed_ev = event_new(gw->base, fd, EV_CLOSED | EV_READ, conn_on_peer_event, c);
 	c->recheck_ev = evtimer_new(gw->base, conn_on_peer_event, c);
 	c->deadline_ev = evtimer_new(gw->base, conn_on_deadline, c);
-	if (fd < 0 || !c->closed_ev || !c->recheck_ev || !c->deadline_ev) {
+	/* Without its deadline a connection could be held open for ever (slowloris). */
+	if (fd < 0 || !c->closed_ev || !c->recheck_ev || !c->deadline_ev ||
+	    conn_arm_deadline(c) < 0) {
 		conn_free_events(c);
 		return -ENOMEM;
 	}
 	c->evcon = evcon;
 	evhttp_connection_set_closecb(evcon, conn_on_close, c);
 	gw->n_conns++;
-	conn_arm_deadline(c);
 	return 0;
 }
 
@@ -609,7 +610,10 @@ static void srv_on_sent(struct evhttp_request *req, void *arg)
 
 	c->sending = false;
 	c->gw->n_sending--;
-	conn_arm_deadline(c);
+	/* evhttp is in the middle of finishing the request: the connection cannot be closed
+	 * from here. The io timeout still closes it once it is idle. */
+	if (conn_arm_deadline(c) < 0)
+		log_warn("cannot arm the request deadline of a connection");
 }
 
 void srv_send(struct gw *gw, struct gw_conn *c, struct evhttp_request *req, int status,

@@ -168,7 +168,8 @@ static void up_schedule_retry(struct up *u)
 		u->backoff_ms = BACKOFF_MAX_MS;
 	tv.tv_sec = u->backoff_ms / 1000;
 	tv.tv_usec = (u->backoff_ms % 1000) * 1000;
-	event_add(u->retry_ev, &tv);
+	if (event_add(u->retry_ev, &tv) < 0)
+		up_emit(u, UP_EV_NO_RETRY, -ENOMEM, NULL, 0, 0);
 }
 
 /* The connection is gone: every job in flight is answered now, not when a timeout fires. */
@@ -493,7 +494,7 @@ void up_free(struct up *u)
 
 void up_start(struct up *u)
 {
-	if (!u->bev)
+	if (!u->bev && !event_pending(u->retry_ev, EV_TIMEOUT, NULL))
 		up_connect(u);
 }
 

@@ -55,6 +55,7 @@ enum up_event_kind {
 	UP_EV_STRAY,	      /* an answer for a job id that is not in flight (ignored) */
 	UP_EV_DROPPED,	      /* the RESULT of a forgotten job: verdict, seconds */
 	UP_EV_ABANDONED,      /* a job sandboxd never answered, not even its CANCEL: job_id */
+	UP_EV_NO_RETRY,	      /* the reconnection could not be scheduled (err): up_start() again */
 };
 
 struct up_event {
@@ -87,7 +88,8 @@ int up_new(struct event_base *base, const char *path, const struct up_limits *li
 	   up_event_fn on_event, void *event_arg, struct up **ret);
 /* Frees everything; no answer is delivered any more. */
 void up_free(struct up *u);
-/* Connects now (or schedules the retries); the outcome arrives as an event. */
+/* Connects now (or schedules the retries) unless connected or a retry is already scheduled;
+ * the outcome arrives as an event. */
 void up_start(struct up *u);
 const struct up_status *up_status(const struct up *u);
 
