@@ -21,10 +21,21 @@ struct gw_auth {
 
 #define AUTH_FILE_MAX (AUTH_KEYS_MAX * (AUTH_KEY_MAX + 2))
 
+/* The key file's text is secret: wiped before it is freed, on every path out (read_file()
+ * allocates AUTH_FILE_MAX + 1 bytes). */
+static void wipe_freep(char **p)
+{
+	if (*p) {
+		explicit_bzero(*p, AUTH_FILE_MAX + 1);
+		free(*p);
+	}
+}
+#define _cleanup_wipe_ __attribute__((cleanup(wipe_freep)))
+
 static int read_file(const char *path, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_close_ int fd = -1;
-	_cleanup_free_ char *buf = NULL;
+	_cleanup_wipe_ char *buf = NULL;
 	size_t len = 0;
 	ssize_t n;
 
@@ -78,7 +89,7 @@ static bool is_blank(char c)
 int auth_load(const char *path, struct gw_auth **ret, const char **ret_why, unsigned *ret_line)
 {
 	__attribute__((cleanup(auth_freep))) struct gw_auth *a = NULL;
-	_cleanup_free_ char *buf = NULL;
+	_cleanup_wipe_ char *buf = NULL;
 	size_t len = 0, pos = 0;
 	unsigned line = 0;
 	int r;
@@ -131,7 +142,6 @@ int auth_load(const char *path, struct gw_auth **ret, const char **ret_why, unsi
 		a->keys[a->n].len = end - start;
 		a->n++;
 	}
-	explicit_bzero(buf, len);
 	if (a->n == 0) {
 		/* A key file without keys would lock every client out; that is a mistake, not a
 		 * policy. */
