@@ -302,7 +302,7 @@ static void handle_execute(struct gw_req *r)
 	size_t len = evbuffer_get_length(in);
 	struct exec_params p;
 	struct proto_submit s;
-	const char *why;
+	const char *why, *body;
 	char msg[160];
 	int status, ret;
 
@@ -319,8 +319,14 @@ static void handle_execute(struct gw_req *r)
 		req_error(r, 413, "Request body is too large");
 		return;
 	}
-	status = req_parse_execute(ctype, len ? (const char *)evbuffer_pullup(in, -1) : "", len,
-				   &lim, &p, &why, msg, sizeof(msg));
+	/* The body in one piece; making it so allocates when it came in several chunks. */
+	body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+	if (!body) {
+		r->problem = "out of memory reading the body";
+		req_error(r, 500, "Internal server error");
+		return;
+	}
+	status = req_parse_execute(ctype, body, len, &lim, &p, &why, msg, sizeof(msg));
 	if (status != 0) {
 		req_error(r, status, why);
 		return;
@@ -442,6 +448,7 @@ static void handle_metrics(struct gw_req *r)
 			      .max_queued = st->max_queued,
 			      .reconnects = st->reconnects};
 	struct evbuffer *out = evbuffer_new();
+	const char *text;
 	size_t len;
 
 	if (!out || metrics_render(&gw->metrics, &g, out) < 0) {
@@ -452,7 +459,14 @@ static void handle_metrics(struct gw_req *r)
 		return;
 	}
 	len = evbuffer_get_length(out);
-	req_finish_raw(r, 200, METRICS_TYPE, (const char *)evbuffer_pullup(out, -1), len);
+	text = (const char *)evbuffer_pullup(out, -1);
+	if (!text) {
+		evbuffer_free(out);
+		r->problem = "out of memory";
+		req_error(r, 500, "Internal server error");
+		return;
+	}
+	req_finish_raw(r, 200, METRICS_TYPE, text, len);
 	evbuffer_free(out);
 }
 

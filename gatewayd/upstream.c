@@ -320,6 +320,10 @@ static void up_on_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		buf = evbuffer_pullup(in, PROTO_HDR_SIZE);
+		if (!buf) {
+			up_lose(u, -ENOMEM, "out of memory reading from sandboxd");
+			return;
+		}
 		/* The header is checked (magic, version, type, size cap) before we wait for or
 		 * gather its payload: a bad frame closes the connection (PROTOCOL.md rule 10). */
 		n = proto_frame_check(buf, avail, &h);
