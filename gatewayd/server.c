@@ -163,7 +163,8 @@ void srv_request_id(struct gw *gw, char *buf, size_t len)
 	snprintf(buf, len, "%016llx", (unsigned long long)v);
 }
 
-/* Moves the last n bytes of `out` to the end of `dst`. Returns 0 or -ENOMEM (nothing moved). */
+/* Moves the last n bytes of `out` to the end of `dst`. Returns 0, or -ENOMEM (nothing moved)
+ * or -EIO (a move failed half-way) when the bytes could not be taken out. */
 static int take_tail(struct evbuffer *out, struct evbuffer *dst, size_t n)
 {
 	size_t keep = evbuffer_get_length(out) - n;
@@ -179,7 +180,7 @@ static int take_tail(struct evbuffer *out, struct evbuffer *dst, size_t n)
 	if (evbuffer_add_buffer(tail, out) < 0 ||
 	    evbuffer_remove_buffer(tail, out, keep) != (int)keep ||
 	    evbuffer_add_buffer(dst, tail) < 0)
-		r = -ENOMEM;
+		r = -EIO;
 	evbuffer_free(tail);
 	return r;
 }
@@ -223,8 +224,7 @@ static void conn_rewrite(struct gw_conn *c, struct evbuffer *out)
 		r = p ? wire_parse_head(p, n, &h) : -ENOMEM;
 		if (r == 0)
 			return; /* the rest of the head comes with the next additions */
-		if (r < 0 || h.status < 200 ||
-		    (h.status >= 200 && conn_answer_json(c, out, &h) < 0)) {
+		if (r < 0 || h.status < 200 || conn_answer_json(c, out, &h) < 0) {
 			/* An interim answer passes as it is; so does what we cannot parse or
 			 * replace (out of memory), rather than be lost. */
 			n = r < 0 ? avail : h.len;
