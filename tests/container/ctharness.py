@@ -244,11 +244,25 @@ def probe_runtime():
     raise RuntimeError(f"podman cannot run a container here: {err[-800:]}")
 
 
+def _image_id(ref):
+    p = podman("image", "inspect", "-f", "{{.Id}}", ref, check=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
 def build_image(extra):
-    """podman build of the Dockerfile; docker format, which keeps HEALTHCHECK."""
+    """podman build of the Dockerfile; docker format, which keeps HEALTHCHECK.
+
+    The build stage is tagged too (IMAGE-build), so its apt-get layer stays cached while the
+    images of earlier builds, which a source change leaves untagged, are removed."""
     t = time.monotonic()
+    old = {ref: _image_id(ref) for ref in (IMAGE, f"{IMAGE}-build")}
+    podman("build", "--format", "docker", *extra, "--target", "build", "-t", f"{IMAGE}-build",
+           SRC, timeout=1800)
     p = podman("build", "--format", "docker", *extra, "-t", IMAGE, SRC, timeout=1800)
     log(f"podman build -t {IMAGE} . took {time.monotonic() - t:.1f} s")
+    for ref, was in old.items():
+        if was and was != _image_id(ref):
+            podman("rmi", was, check=False)
     return p
 
 
