@@ -22,104 +22,6 @@ BASE = "debian:bookworm-slim"
 IMAGE = os.environ.get("PYEXEC_CONTAINER_IMAGE", "python-executor")
 PACKAGES = ["podman", "runc", "debootstrap", "curl", "python3-yaml"]
 
-# The run flags README.md shows for Docker, used when README.md has no `docker run` block (yet).
-# Each capability, and the seccomp setting, is needed: test_each_flag_is_needed leaves each out
-# in turn. The others harden (no-new-privileges, a private cgroup namespace, a read-only root
-# with a tmpfs /run) or give `stop` time to drain; the service runs with all of them.
-DEFAULT_RUN = """docker run -d --name pyexec -p 8080:8080 \\
-  --cap-drop ALL --cap-add CHOWN --cap-add KILL --cap-add SETUID --cap-add SETGID \\
-  --cap-add SETPCAP --cap-add SYS_ADMIN --cap-add NET_ADMIN \\
-  --security-opt seccomp=unconfined --security-opt apparmor=unconfined \\
-  --security-opt no-new-privileges --cgroupns private --read-only --tmpfs /run \\
-  --stop-timeout 40 python-executor"""
-
-
-# The Kubernetes manifest README.md shows, used when README.md has none (yet).
-DEFAULT_MANIFEST = """# pyexec on Kubernetes: a stateless Deployment, scaled out behind a Service.
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: python-executor
-  labels:
-    app: python-executor
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: python-executor
-  template:
-    metadata:
-      labels:
-        app: python-executor
-    spec:
-      automountServiceAccountToken: false  # the pod never talks to the API server
-      enableServiceLinks: false
-      terminationGracePeriodSeconds: 40    # jobs run up to 30 s; the gateway drains for 35 s
-      containers:
-        - name: pyexec
-          image: REGISTRY/python-executor:TAG
-          ports:
-            - name: http
-              containerPort: 8080
-          env:
-            - name: PORT
-              value: "8080"
-            - name: PYEXEC_SANDBOXD_ARGS  # jobs at once; each may use 512 MiB
-              value: "--max-running 2"
-          resources:
-            requests:
-              cpu: "2"
-              memory: 1536Mi
-            limits:
-              cpu: "2"
-              memory: 1536Mi
-          securityContext:
-            runAsUser: 0                     # sandboxd is root; gatewayd drops to pyexec
-            runAsNonRoot: false
-            privileged: false
-            allowPrivilegeEscalation: false  # no_new_privs for every process of the container
-            readOnlyRootFilesystem: true     # /run is the one writable place (below)
-            capabilities:
-              drop: ["ALL"]
-              add: ["CHOWN", "KILL", "SETUID", "SETGID", "SETPCAP", "SYS_ADMIN", "NET_ADMIN"]
-            seccompProfile:
-              type: Unconfined               # the runtime's default profile has no pivot_root
-            appArmorProfile:
-              type: Unconfined               # the default profile denies mount (k8s >= 1.30)
-          readinessProbe:
-            httpGet:
-              path: /health
-              port: 8080
-            periodSeconds: 5
-          livenessProbe:
-            httpGet:
-              path: /health
-              port: 8080
-            periodSeconds: 30
-            timeoutSeconds: 5
-            failureThreshold: 3
-          volumeMounts:
-            - name: run
-              mountPath: /run
-      volumes:
-        - name: run
-          emptyDir:
-            medium: Memory
-            sizeLimit: 16Mi
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: python-executor
-spec:
-  selector:
-    app: python-executor
-  ports:
-    - name: http
-      port: 80
-      targetPort: http
-"""
-
 
 def log(msg):
     print(f"[container] {msg}", flush=True)
@@ -267,7 +169,8 @@ def build_image(extra):
 
 
 def readme_run_command():
-    """The `docker run` command README.md shows, joined into one line, or DEFAULT_RUN."""
+    """The `docker run` command README.md shows, joined into one line. The README is what the
+    test runs, so it cannot drift from what works."""
     text = ""
     if os.path.exists(README):
         with open(README, encoding="utf-8") as f:
@@ -277,11 +180,11 @@ def readme_run_command():
         for line in joined.splitlines():
             if line.strip().startswith("docker run") and "--cap-add" in line:
                 return line.strip(), "README.md"
-    return DEFAULT_RUN.replace("\\\n", " "), "the test's DEFAULT_RUN (README.md has none yet)"
+    raise AssertionError("README.md shows no `docker run ... --cap-add ...` command")
 
 
 def readme_manifest():
-    """The Kubernetes manifest README.md shows (a yaml block with a Deployment), or the default."""
+    """The Kubernetes manifest README.md shows (the yaml block with a Deployment)."""
     text = ""
     if os.path.exists(README):
         with open(README, encoding="utf-8") as f:
@@ -289,7 +192,7 @@ def readme_manifest():
     for block in re.findall(r"```ya?ml\n(.*?)```", text, re.S):
         if "kind: Deployment" in block:
             return block, "README.md"
-    return DEFAULT_MANIFEST, "the test's DEFAULT_MANIFEST (README.md has none yet)"
+    raise AssertionError("README.md shows no Kubernetes Deployment manifest")
 
 
 def containers_conf(extra):
