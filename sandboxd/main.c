@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "canary.h"
 #include "cgroup.h"
 #include "cleanup.h"
@@ -52,6 +53,24 @@ static int find_runner(char *buf, size_t len)
 			return 0;
 	}
 	return -ENOENT;
+}
+
+/* One line with every setting, then one warning per weak one. */
+static void log_host_audit(void)
+{
+	struct audit_item items[AUDIT_MAX];
+	size_t n = audit_host(items, AUDIT_MAX);
+	char line[1024];
+	size_t off = 0;
+
+	for (size_t i = 0; i < n && off < sizeof(line); i++)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, "%s%s=%s", i ? " " : "",
+					items[i].what, items[i].value);
+	log_info("host: %s", line);
+	for (size_t i = 0; i < n; i++)
+		if (items[i].weak)
+			log_warn("host: %s = %s: %s (%s; harden the host all the same)",
+				 items[i].what, items[i].value, items[i].weak, items[i].held);
 }
 
 static void on_canary(struct sbx *s, int r, const char *why)
@@ -168,6 +187,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
+	log_host_audit();
 	if (cfg.check) {
 		printf("cgroup = %s\n", desc);
 		cg_fini(&s.cg);

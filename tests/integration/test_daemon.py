@@ -441,3 +441,26 @@ def test_two_daemons_never_share_a_job_cgroup(start_daemon):
     finally:
         ca.close()
         cb.close()
+
+
+def test_host_audit_reports_what_the_host_has(daemon):
+    """At start-up sandboxd reports the host settings the jail's strength depends on, each as
+    the host really has it, and warns about each weak one (SECURITY.md item 15)."""
+    log = daemon.log()
+    line = next(l for l in log.splitlines() if "info: host: " in l)
+    weak_if_below = {"kernel.unprivileged_bpf_disabled": ("/proc/sys/kernel/unprivileged_bpf_disabled", 1),
+                     "kernel.io_uring_disabled": ("/proc/sys/kernel/io_uring_disabled", 2),
+                     "kernel.kptr_restrict": ("/proc/sys/kernel/kptr_restrict", 1),
+                     "fs.protected_symlinks": ("/proc/sys/fs/protected_symlinks", 1)}
+    for key, (path, minimum) in weak_if_below.items():
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+        except FileNotFoundError:
+            value = "absent"
+        assert f"{key}={value}" in line, (key, value, line)
+        warned = f"warn: host: {key} = {value}:" in log
+        assert warned == (value != "absent" and int(value) < minimum), (key, value)
+    with open("/proc/sys/kernel/core_pattern") as f:
+        pattern = f.read().strip()
+    assert ("warn: host: kernel.core_pattern" in log) == pattern.startswith("|")
