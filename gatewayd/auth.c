@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "proto.h"
 
 struct gw_auth {
 	size_t n;
@@ -22,7 +23,7 @@ struct gw_auth {
 #define AUTH_FILE_MAX (AUTH_KEYS_MAX * (AUTH_KEY_MAX + 2))
 
 /* The key file's text is secret: wiped before it is freed, on every path out (read_file()
- * allocates AUTH_FILE_MAX + 1 bytes). */
+ * has proto_read_capped() allocate AUTH_FILE_MAX + 1 bytes). */
 static void wipe_freep(char **p)
 {
 	if (*p) {
@@ -34,34 +35,11 @@ static void wipe_freep(char **p)
 
 static int read_file(const char *path, char **ret_buf, size_t *ret_len)
 {
-	_cleanup_close_ int fd = -1;
-	_cleanup_wipe_ char *buf = NULL;
-	size_t len = 0;
-	ssize_t n;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
-	buf = malloc(AUTH_FILE_MAX + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (len <= AUTH_FILE_MAX) {
-		n = read(fd, buf + len, AUTH_FILE_MAX + 1 - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > AUTH_FILE_MAX)
-		return -EFBIG;
-	buf[len] = '\0';
-	*ret_buf = steal_pointer(&buf);
-	*ret_len = len;
-	return 0;
+	return proto_read_capped(fd, AUTH_FILE_MAX, ret_buf, ret_len);
 }
 
 void auth_free(struct gw_auth *a)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -91,5 +92,34 @@ int proto_read_frame(int fd, struct proto_hdr *ret_hdr, uint8_t **ret_payload)
 	}
 	*ret_hdr = h;
 	*ret_payload = steal_pointer(&payload);
+	return 0;
+}
+
+int proto_read_capped(int fd, size_t cap, char **ret_buf, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = malloc(cap + 1);
+	size_t len = 0;
+	ssize_t n = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	/* One byte more than the cap tells "exactly at the cap" from "too large". */
+	while (len <= cap) {
+		n = read(fd, buf + len, cap + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (n < 0 || len > cap) {
+		int r = n < 0 ? -errno : -EFBIG;
+		/* The bytes may be secret (API keys): never leave them in freed memory. */
+		explicit_bzero(buf, len);
+		return r;
+	}
+	buf[len] = '\0';
+	*ret_buf = steal_pointer(&buf);
+	*ret_len = len;
 	return 0;
 }

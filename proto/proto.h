@@ -160,6 +160,9 @@ const char *proto_verdict_name(uint16_t verdict); /* "ok", "no_main", ... ; "unk
 
 /* Blocking helpers for simple clients (the CLI, tests). */
 int proto_write_all(int fd, const void *buf, size_t len);
+/* Reads fd to EOF into a malloc'ed, NUL-terminated buffer of at most `cap` bytes. Returns 0,
+ * -EFBIG when there is more, or -errno; on failure the bytes read are wiped before freeing. */
+int proto_read_capped(int fd, size_t cap, char **ret_buf, size_t *ret_len);
 /* Reads one frame; *ret_payload is malloc'ed (NULL for an empty payload) after the header passed
  * its checks. Returns 0, -ECONNRESET on EOF, a proto_hdr_decode() error, or -errno. */
 int proto_read_frame(int fd, struct proto_hdr *ret_hdr, uint8_t **ret_payload);

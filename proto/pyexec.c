@@ -102,39 +102,13 @@ static int parse_u32(const char *opt, const char *s, uint32_t *ret)
 static int read_script(const char *path, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_close_ int ofd = -1;
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
 
-	if (strcmp(path, "-") == 0) {
-		fd = STDIN_FILENO;
-	} else {
-		ofd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-		if (ofd < 0)
-			return -errno;
-		fd = ofd;
-	}
-	/* One byte more than the cap tells "exactly at the cap" from "too large". */
-	buf = malloc(PROTO_SCRIPT_MAX + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (len <= PROTO_SCRIPT_MAX) {
-		n = read(fd, buf + len, PROTO_SCRIPT_MAX + 1 - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > PROTO_SCRIPT_MAX)
-		return -EFBIG;
-	*ret_buf = steal_pointer(&buf);
-	*ret_len = len;
-	return 0;
+	if (strcmp(path, "-") == 0)
+		return proto_read_capped(STDIN_FILENO, PROTO_SCRIPT_MAX, ret_buf, ret_len);
+	ofd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (ofd < 0)
+		return -errno;
+	return proto_read_capped(ofd, PROTO_SCRIPT_MAX, ret_buf, ret_len);
 }
 
 static int connect_daemon(const char *path)

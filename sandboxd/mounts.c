@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "proto.h"
 
 #ifndef MS_NOSYMFOLLOW
 #define MS_NOSYMFOLLOW 256
@@ -118,23 +119,12 @@ static int read_small_file(const char *path, char **ret, size_t *ret_len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	char *buf;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_size > (1 << 20))
+	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	if (read(fd, buf, (size_t)st.st_size) != st.st_size) {
-		free(buf);
-		return -EIO;
-	}
-	buf[st.st_size] = 0;
-	*ret = buf;
-	*ret_len = (size_t)st.st_size;
-	return 0;
+	return proto_read_capped(fd, 1 << 20, ret, ret_len);
 }
 
 void mnt_plan_free(struct mnt_plan *p)
