@@ -192,14 +192,19 @@ static const char *error_code_name(uint16_t code)
 
 /* Sends one request and reads its answer: `want_type` for JOB_ID, or an ERROR for JOB_ID or for
  * the connection. Returns 0 with the answer, or an exit code after printing why. */
-static int exchange(int fd, const char *path, const struct proto_buf *req, uint16_t want_type,
+static int exchange(const char *path, const struct proto_buf *req, uint16_t want_type,
 		    struct proto_hdr *ret_hdr, uint8_t **ret_payload)
 {
 	_cleanup_free_ uint8_t *payload = NULL;
+	_cleanup_close_ int fd = connect_daemon(path);
 	struct proto_hdr h;
 	struct proto_error e;
 	int wr, r;
 
+	if (fd < 0) {
+		report_connect_error(path, fd);
+		return EXIT_DAEMON;
+	}
 	wr = proto_write_all(fd, req->data, req->len);
 	/* Even if the write failed, the daemon may have said why before it closed (an ERROR for
 	 * a refused request): read before reporting the write error. */
@@ -246,7 +251,6 @@ static int cmd_run(const struct opts *o, const char *file)
 	_cleanup_free_ uint8_t *payload = NULL;
 	_cleanup_free_ char *script = NULL;
 	_cleanup_json_ json_t *obj = NULL;
-	_cleanup_close_ int fd = -1;
 	const char *name = strcmp(file, "-") ? file : "stdin";
 	struct proto_submit s;
 	struct proto_result res;
@@ -280,12 +284,7 @@ static int cmd_run(const struct opts *o, const char *file)
 		return EXIT_USAGE;
 	}
 
-	fd = connect_daemon(o->socket);
-	if (fd < 0) {
-		report_connect_error(o->socket, fd);
-		return EXIT_DAEMON;
-	}
-	r = exchange(fd, o->socket, &req, PROTO_RESULT, &h, &payload);
+	r = exchange(o->socket, &req, PROTO_RESULT, &h, &payload);
 	if (r != 0)
 		return r;
 	if (proto_decode_result(payload, h.length, &res) < 0) {
@@ -347,7 +346,6 @@ static int cmd_status(const struct opts *o)
 	_cleanup_proto_buf_ struct proto_buf req = {0};
 	_cleanup_free_ uint8_t *payload = NULL;
 	_cleanup_json_ json_t *obj = NULL;
-	_cleanup_close_ int fd = -1;
 	struct proto_pong pg;
 	struct proto_hdr h;
 	int r;
@@ -357,12 +355,7 @@ static int cmd_status(const struct opts *o)
 		fprintf(stderr, "pyexec: encoding the request: %s\n", strerror(-r));
 		return EXIT_USAGE;
 	}
-	fd = connect_daemon(o->socket);
-	if (fd < 0) {
-		report_connect_error(o->socket, fd);
-		return EXIT_DAEMON;
-	}
-	r = exchange(fd, o->socket, &req, PROTO_PONG, &h, &payload);
+	r = exchange(o->socket, &req, PROTO_PONG, &h, &payload);
 	if (r != 0)
 		return r;
 	if (proto_decode_pong(payload, h.length, &pg) < 0) {
