@@ -28,6 +28,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import pxclient  # noqa: E402  (the independent Python client of the wire protocol)
+from hostview import read_status, wait_for  # noqa: E402,F401
 
 
 def _first_existing(*paths):
@@ -49,32 +50,6 @@ _UID_BASE0 = 9_000_000 + (os.getpid() % 4000) * 256
 _uid_slots = itertools.count()
 
 DEFAULT_TIMEOUT = 120.0  # seconds any one HTTP answer may take; 2 small cores, busy
-
-
-def wait_for(cond, timeout, interval=0.05, what="condition"):
-    """Polls cond() until it returns a true value; returns it, or fails after timeout."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def read_status(pid):
-    """Fields of /proc/PID/status as a dict, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            text = f.read()
-    except OSError:
-        return None
-    st = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        st[k] = v.strip()
-    return st
 
 
 def host_procs(lo, hi):

@@ -32,6 +32,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import pxclient  # noqa: E402
+from hostview import read_status, wait_for  # noqa: E402,F401 (tests import them from here)
 
 
 def _first_existing(*paths):
@@ -64,33 +65,7 @@ def script(text):
     return textwrap.dedent(text).lstrip("\n")
 
 
-def wait_for(cond, timeout, interval=0.05, what="condition"):
-    """Polls cond() until it returns a true value; returns it, or fails after timeout."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 # ---- the host's view --------------------------------------------------------------------------
-
-
-def read_status(pid):
-    """Fields of /proc/PID/status as a dict, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            text = f.read()
-    except OSError:
-        return None
-    st = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        st[k] = v.strip()
-    return st
 
 
 def host_procs(lo, hi):
