@@ -9,7 +9,7 @@ SOCKET ?= /run/pyexec/sandboxd.sock
 PREFIX ?= /usr/local
 
 # Debian packages the build, the jail and the tests need.
-DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev \
+DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev libpython3.11-dev \
 	python3 python3-numpy python3-pandas python3-pytest python3-requests curl procps \
 	iproute2 util-linux passwd clang libclang-rt-14-dev
 

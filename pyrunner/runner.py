@@ -707,5 +707,59 @@ def runner_main():
     send(fd, reply)
 
 
+# --- warm path --------------------------------------------------------------------------------
+# sandboxd's zygote (sandboxd/zygote) embeds this interpreter, loads this file as the module
+# _pyexec_runner, calls warm_up() once, and then forks one process per job, each jailed like a
+# cold job before it calls serve_warm(). The zygote runs no client code: warm_up() only imports.
+
+WARM_IMPORTS = (
+    # What jobs import most, and the runner's own lazy imports, so that no job pays for them.
+    "numpy", "pandas", "traceback", "linecache", "fcntl", "json", "datetime", "asyncio",
+    "math", "random", "re", "collections", "itertools", "functools", "statistics", "decimal",
+    "fractions", "string", "time", "os", "io", "dataclasses", "typing",
+)
+
+
+_zygote_stdio = []
+
+
+def warm_up():
+    import gc
+    import importlib
+
+    # The zygote's own streams were made for its fds 0-2 (its stderr is sandboxd's log, maybe a
+    # seekable file); each job gets new ones in fresh_stdio(). These stay referenced forever:
+    # freed, they would close fds 0-2, which in a job are the job's.
+    _zygote_stdio[:] = [sys.stdin, sys.stdout, sys.stderr]
+    sys.path[:] = isolated_path()
+    for name in WARM_IMPORTS:
+        importlib.import_module(name)
+    # Everything alive now is shared copy-on-write by every job; frozen, the collector never
+    # walks (and so never writes to) these objects in a job.
+    gc.collect()
+    gc.freeze()
+
+
+def fresh_stdio():
+    """Streams on the job's fds 0-2 as `python3.11 -u` makes them (C.UTF-8 locale)."""
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="strict")
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="strict", write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+        line_buffering=True, write_through=True)
+
+
+def serve_warm():
+    fresh_stdio()
+    # Forked: the `random` module was reseeded by Python's at-fork hook, numpy's global
+    # generator was not; without this every job would draw the same numbers.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    runner_main()
+
+
 if __name__ == "__main__":
     runner_main()

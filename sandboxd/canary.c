@@ -34,6 +34,7 @@ static const char canary_script[] =
 
 struct canary {
 	struct sbx *s;
+	bool warm;
 	void (*done)(struct sbx *s, int r, const char *why);
 };
 
@@ -77,6 +78,10 @@ static void on_canary_done(struct job *j, const struct proto_result *r, void *ar
 	const char *why = NULL;
 	char buf[PROTO_MESSAGE_MAX + 64];
 
+	if (c->warm && !job_is_warm(j)) {
+		free(c);
+		return;
+	}
 	if (r->verdict != PROTO_V_OK) {
 		snprintf(buf, sizeof(buf), "canary job failed: %.*s", (int)r->message_len,
 			 r->message);
@@ -87,14 +92,14 @@ static void on_canary_done(struct job *j, const struct proto_result *r, void *ar
 	}
 	json_decref(v);
 	if (!why)
-		log_info("canary: uid 1000, no capabilities, seccomp 2, no_new_privs, lo only, "
+		log_info("canary (%s): uid 1000, no capabilities, seccomp 2, no_new_privs, lo only, "
 			 "read-only root, pid 1 (%u ms)",
-			 r->wall_ms);
+			 c->warm ? "warm" : "cold", r->wall_ms);
 	c->done(c->s, why ? -EPERM : 0, why);
 	free(c);
 }
 
-int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *why))
+int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *why), bool warm)
 {
 	struct proto_submit sub = { .script = canary_script,
 				    .script_len = (uint32_t)strlen(canary_script) };
@@ -105,10 +110,13 @@ int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *w
 		return -ENOMEM;
 	c->s = s;
 	c->done = done;
+	c->warm = warm;
 	j = job_new(s, 0, &sub, on_canary_done, c);
 	if (!j) {
 		free(c);
 		return -ENOMEM;
 	}
+	if (warm)
+		job_set_warm_only(j);
 	return job_submit(j);
 }

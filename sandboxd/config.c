@@ -23,6 +23,7 @@ static const struct opt_def cfg_opts[] = {
     S("gateway-user", gateway_user, "pyexec", "account allowed to connect besides root"),
     S("python", python, PYEXEC_PYTHON, "CPython run in the jail"),
     S("runner", runner, "", "runner.py (default: found next to the binary)"),
+    S("zygote", zygote, "", "pyexec-zygote (default: found next to the binary)"),
     S("jail-dir", jail_dir, "/run/pyexec/jail", "mount point for each job's root"),
     S("cgroup", cgroup_mode, "auto", "cgroup hierarchy: auto, v1 or v2"),
     U("max-running", max_running, 0, 0, 1024, "jobs", "jobs at once (0: one per CPU)"),
@@ -38,6 +39,8 @@ static const struct opt_def cfg_opts[] = {
     U("tmp-size-mb", tmp_size_mb, 64, 1, 4096, "MiB", "size of /tmp and /dev/shm, each"),
     U("tmp-inodes", tmp_inodes, 4096, 64, 1 << 20, "inodes", "inodes of /tmp and /dev/shm"),
     U("uid-base", uid_base, 4000000, 1000, 4000000000u, "uid", "host uid of job slot 0"),
+    U("warm-spares", warm_spares, 4, 0, 256, "jobs",
+      "warm path: job processes forked ahead from a zygote (0: every job cold)"),
     B("check", check, "print the effective configuration and exit"),
     B("verbose", verbose, "debug logging"),
 };

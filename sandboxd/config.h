@@ -11,7 +11,8 @@ struct config {
 	const char *socket_path;   /* the Unix socket; its directory is created 0750 */
 	const char *gateway_user;  /* the one account besides root allowed to connect */
 	const char *python;        /* interpreter exec'ed in the jail (a host path, bound ro) */
-	const char *runner;        /* pyrunner/runner.py on the host; its dir is bound ro */
+	const char *runner;        /* pyrunner/runner.py on the host; copied into each jail */
+	const char *zygote;        /* pyexec-zygote on the host; copied into the zygote's jail */
 	const char *jail_dir;      /* empty mount point each job mounts its root tmpfs on */
 	const char *cgroup_mode;   /* auto, v1, v2 */
 	uint64_t max_running;      /* jobs at once; 0 = number of CPUs */
@@ -26,6 +27,7 @@ struct config {
 	uint64_t tmp_size_mb;      /* size of the job's /tmp and /dev/shm, each */
 	uint64_t tmp_inodes;       /* inodes of the job's /tmp and /dev/shm, each */
 	uint64_t uid_base;         /* host uid/gid of slot 0; slot i runs as uid_base + i */
+	uint64_t warm_spares;      /* warm path: job processes made ahead; 0 = cold path only */
 	bool check;                /* --check: print the effective config and exit */
 	bool verbose;
 };

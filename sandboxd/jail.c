@@ -1,8 +1,8 @@
-/* jail.c - see jail.h and ../shared/SECURITY.md. The order of jail_child() is the design:
+/* jail.c - see jail.h and ../shared/SECURITY.md. The order of jail_enter() is the design:
  *
- *   cgroup -> cgroup ns -> session -> filesystem -> network -> hostname -> rlimits ->
+ *   cgroup -> fds -> cgroup ns -> session -> filesystem -> network -> hostname -> rlimits ->
  *   groups -> user ns (maps by the parent) -> uid/gid -> capabilities + no_new_privs ->
- *   pdeathsig -> fds -> seccomp -> execve
+ *   pdeathsig -> stdin -> seccomp -> execve (cold) or the zygote's interpreter (warm)
  *
  * The filesystem, network and hostname are set up while the child is still root of the
  * initial user namespace, and the user namespace comes last. So the mount, network, PID,
@@ -58,8 +58,8 @@ const char *spawn_stage_name(int stage)
 	return stage > 0 && stage < ST__MAX ? stage_names[stage] : "unknown";
 }
 
-/* Fixed child fds, documented in proto/PROTOCOL.md (jail-side result channel). */
-enum { FD_SCRIPT = 3, FD_RESULT = 4, FD_SYNC = 5 };
+/* The fixed child fds are documented in proto/PROTOCOL.md (jail-side result channel). */
+enum { FD_SCRIPT = JAIL_FD_SCRIPT, FD_RESULT = JAIL_FD_RESULT, FD_SYNC = JAIL_FD_SYNC };
 
 static _Noreturn void child_fail(int sync, int stage, int err, const char *detail)
 {
@@ -71,8 +71,8 @@ static _Noreturn void child_fail(int sync, int stage, int err, const char *detai
 	_exit(126);
 }
 
-/* Only the variables the runner needs; never the daemon's own environment. */
-static void child_env(char **envp, size_t max, char *blas_core, char *blas_l2)
+void jail_env(char **envp, size_t max, char *blas_core, size_t core_len, char *blas_l2,
+	      size_t l2_len)
 {
 	static char *const fixed[] = {
 		"PATH=/usr/bin:/bin",
@@ -93,16 +93,21 @@ static void child_env(char **envp, size_t max, char *blas_core, char *blas_l2)
 		"NUMEXPR_MAX_THREADS=1",
 		"MPLCONFIGDIR=/tmp",
 	};
+	const char *e;
 	size_t n = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(fixed) && n + 1 < max; i++)
 		envp[n++] = fixed[i];
 	/* Hardware workarounds for old OpenBLAS builds on some CPUs (see the host's setting),
 	 * passed through because without them BLAS can compute wrong results or crash. */
-	if (blas_core && n + 1 < max)
+	if ((e = getenv("OPENBLAS_CORETYPE")) && strlen(e) < 40 && n + 1 < max) {
+		snprintf(blas_core, core_len, "OPENBLAS_CORETYPE=%s", e);
 		envp[n++] = blas_core;
-	if (blas_l2 && n + 1 < max)
+	}
+	if ((e = getenv("OPENBLAS_L2_SIZE")) && strlen(e) < 40 && n + 1 < max) {
+		snprintf(blas_l2, l2_len, "OPENBLAS_L2_SIZE=%s", e);
 		envp[n++] = blas_l2;
+	}
 	envp[n] = NULL;
 }
 
@@ -119,19 +124,11 @@ static int write_oom_score_adj(void)
 	return r;
 }
 
-static _Noreturn void jail_child(const struct spawn_req *q, int sync)
+void jail_enter(const struct jail_req *q, int sync)
 {
 	struct spawn_msg m;
 	const char *stage = NULL;
-	char *envp[24];
-	char blas_core[64] = "", blas_l2[64] = "";
-	const char *e;
 	int r, fds[5];
-
-	if ((e = getenv("OPENBLAS_CORETYPE")) && strlen(e) < 40)
-		snprintf(blas_core, sizeof(blas_core), "OPENBLAS_CORETYPE=%s", e);
-	if ((e = getenv("OPENBLAS_L2_SIZE")) && strlen(e) < 40)
-		snprintf(blas_l2, sizeof(blas_l2), "OPENBLAS_L2_SIZE=%s", e);
 
 	/* Die with the daemon: a job nobody watches must not run on. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -139,12 +136,14 @@ static _Noreturn void jail_child(const struct spawn_req *q, int sync)
 
 	/* 1. Into the job's cgroup before anything else, so every page and task is charged
 	 *    and limited (v1; on v2 CLONE_INTO_CGROUP already put us there). */
-	if ((r = cg_job_attach_self(q->cg)) < 0)
-		child_fail(sync, ST_CGROUP, r, NULL);
-	/* 1b. Keep only the job's own fds: clone3 copied every fd of the daemon (clients,
-	 *     other jobs' pipes). Each goes to its final number now (stdout 1, stderr 2, script 3,
-	 *     result 4, sync 5), everything else is closed, so no later step can run out of
-	 *     fds under RLIMIT_NOFILE or hold another job's pipe open. */
+	for (unsigned i = 0; i < q->n_cg_procs; i++)
+		if (q->cg_procs[i] >= 0 && write(q->cg_procs[i], "0", 1) != 1)
+			child_fail(sync, ST_CGROUP, errno, NULL);
+	/* 1b. Keep only the job's own fds: the clone copied every fd of its parent (the daemon's
+	 *     clients and other jobs' pipes, or the zygote's control socket). Each goes to its
+	 *     final number now (stdout 1, stderr 2, script 3, result 4, sync 5), everything else
+	 *     is closed, so no later step can run out of fds under RLIMIT_NOFILE or hold another
+	 *     job's pipe open. */
 	fds[0] = fcntl(q->out_w, F_DUPFD_CLOEXEC, 10);
 	fds[1] = fcntl(q->err_w, F_DUPFD_CLOEXEC, 10);
 	fds[2] = fcntl(q->script_r, F_DUPFD_CLOEXEC, 10);
@@ -169,8 +168,11 @@ static _Noreturn void jail_child(const struct spawn_req *q, int sync)
 	if (setsid() < 0)
 		child_fail(sync, ST_SETSID, errno, NULL);
 	/* 4. The filesystem: read-only root on tmpfs, fresh /proc, minimal /dev and /etc,
-	 *    capped /tmp and /dev/shm, pivot_root and detach the host root. */
-	if ((r = mnt_enter_jail(q->plan, &stage)) < 0)
+	 *    capped /tmp and /dev/shm, pivot_root and detach the host root. A warm job keeps the
+	 *    zygote's root (built the same way, read-only) and gets its own /proc, /tmp and
+	 *    /dev/shm: nothing writable or PID-bound is shared with the zygote or another job. */
+	r = q->plan ? mnt_enter_jail(q->plan, false, &stage) : mnt_renew_jail(q->renew, &stage);
+	if (r < 0)
 		child_fail(sync, ST_MOUNTS, r, stage);
 	/* 5. The network namespace is empty; lo is its one interface. */
 	if ((r = ns_loopback_up()) < 0)
@@ -208,25 +210,34 @@ static _Noreturn void jail_child(const struct spawn_req *q, int sync)
 			_exit(126);
 	}
 	/* 13. Exactly the job's fds, placed in step 1b: stdin is /dev/null (of the jail now),
-	 *     1-4 are inherited across execve, and the sync socket (5) closes on it. */
+	 *     1-4 are the job's, and the sync socket (5) closes on execve or, warm, right
+	 *     after the filter is in. */
 	r = open("/dev/null", O_RDONLY); /* fd 0, the lowest free one */
 	if (r != 0)
 		child_fail(sync, ST_FDS, r < 0 ? errno : EBADF, NULL);
-	child_env(envp, ARRAY_SIZE(envp), blas_core[0] ? blas_core : NULL,
-		  blas_l2[0] ? blas_l2 : NULL);
 	/* 14. seccomp last: from here on only the allow-list, through execve and beyond. */
 	if ((r = sc_filter_install(q->filter)) < 0)
 		child_fail(sync, ST_SECCOMP, r, NULL);
+}
+
+static _Noreturn void jail_child(const struct spawn_req *q, int sync)
+{
+	char *envp[24];
+	char blas_core[64], blas_l2[64];
+
+	/* Read before the jail: the daemon's environment is not ours to pass on, only these. */
+	jail_env(envp, ARRAY_SIZE(envp), blas_core, sizeof(blas_core), blas_l2, sizeof(blas_l2));
+	jail_enter(&q->jail, sync);
 	/* 15. The runner: isolated (-I), no site (-S), no bytecode (-B), unbuffered (-u). */
 	char *const argv[] = { (char *)q->python, "-I", "-S", "-B", "-u",
 			       MNT_RUNNER_DIR "/runner.py", NULL };
 	execve(q->python, argv, envp);
-	child_fail(sync, ST_EXEC, errno, NULL);
+	child_fail(FD_SYNC, ST_EXEC, errno, NULL);
 }
 
 int spawn_start(const struct spawn_req *q, pid_t *ret_pid, int *ret_pidfd)
 {
-	int cgfd = cg_job_clone_fd(q->cg);
+	int cgfd = q->cg_clone_fd;
 	int pidfd = -1;
 	struct clone_args args = {
 		/* No CLONE_NEWUSER here: the child creates its user namespace last (see top). */
@@ -241,7 +252,7 @@ int spawn_start(const struct spawn_req *q, pid_t *ret_pid, int *ret_pidfd)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0)
-		jail_child(q, q->sync_child);
+		jail_child(q, q->jail.sync_child);
 	*ret_pid = (pid_t)pid;
 	*ret_pidfd = pidfd;
 	return 0;

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "runframe.h"
 #include "jail.h"
+#include "warm.h"
 
 struct obuf {
 	char *data;
@@ -29,7 +30,9 @@ struct obuf {
 	bool truncated;
 };
 
-enum job_state { J_QUEUED, J_RUNNING, J_CLEANUP };
+/* A spare is a warm job's process made ahead of time (warm.c): jailed, in its cgroup, with its
+ * slot, waiting for a script. job_start() moves it into a submitted job ("adoption"). */
+enum job_state { J_QUEUED, J_RUNNING, J_CLEANUP, J_SPARE };
 
 struct job {
 	TAILQ_ENTRY(job) link; /* in sbx.queue or sbx.active */
@@ -55,6 +58,8 @@ struct job {
 	unsigned cleanup_tries;
 
 	bool timed_out, cancelled, oom_seen, exec_ok;
+	bool warm;       /* it runs (or ran) in an adopted spare */
+	bool warm_only;  /* the warm canary: a spare while the zygote is verified, else cold */
 	int fail_stage, fail_err;
 	char fail_detail[52];
 };
@@ -142,6 +147,21 @@ uint64_t job_client_id(const struct job *j)
 	return j->client_id;
 }
 
+void job_set_warm_only(struct job *j)
+{
+	j->warm_only = true;
+}
+
+bool job_is_warm(const struct job *j)
+{
+	return j->warm;
+}
+
+bool job_spare_has_process(const struct job *sp)
+{
+	return sp->pidfd >= 0;
+}
+
 static void job_free(struct job *j)
 {
 	free_event(&j->ev_pid);
@@ -182,23 +202,46 @@ static void report_simple(struct job *j, uint16_t verdict, const char *msg)
 	report(j, &r);
 }
 
-/* Runs queued jobs while slots are free. */
-static void pump_queue(struct sbx *s)
+/* A job with the daemon's default limits runs warm when the warm path is up: spares are made
+ * with those limits. Others, and every job while the zygote is down, run cold. */
+static bool job_wants_warm(const struct job *j)
+{
+	if (j->warm_only)
+		return warm_verifying(j->s);
+	return j->timeout_ms == j->s->cfg->timeout_ms && j->memory_mb == j->s->cfg->memory_mb &&
+	       warm_up(j->s);
+}
+
+/* A slot is free, and a warm job has its spare. When spares run out, warm jobs wait for the
+ * next one (milliseconds away) rather than pay for a cold start; FIFO order is kept. */
+static bool can_start(const struct job *j)
+{
+	struct sbx *s = j->s;
+
+	return s->running < s->cfg->max_running && (!job_wants_warm(j) || warm_has_spare(s));
+}
+
+void job_pump_queue(struct sbx *s)
 {
 	struct job *j;
 
-	while (s->running < s->cfg->max_running && (j = TAILQ_FIRST(&s->queue))) {
+	while ((j = TAILQ_FIRST(&s->queue)) && can_start(j)) {
 		TAILQ_REMOVE(&s->queue, j, link);
 		s->queued--;
 		job_start(j);
 	}
 }
 
+static void pump_queue(struct sbx *s)
+{
+	job_pump_queue(s);
+}
+
 int job_submit(struct job *j)
 {
 	struct sbx *s = j->s;
 
-	if (s->running < s->cfg->max_running && TAILQ_EMPTY(&s->queue)) {
+	if (TAILQ_EMPTY(&s->queue) && can_start(j)) {
 		job_start(j);
 		return 0;
 	}
@@ -338,7 +381,7 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n == sizeof(m) && m.kind == SPAWN_MSG_NEED_MAPS) {
-		if (j->state != J_RUNNING)
+		if (j->state != J_RUNNING && j->state != J_SPARE)
 			return; /* the child is dead already; nothing to map */
 		r = ids_write_maps(j->pid, j->pidfd, (uid_t)(j->s->cfg->uid_base + (uint64_t)j->slot));
 		if (r < 0) {
@@ -359,7 +402,8 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 		j->fail_detail[sizeof(j->fail_detail) - 1] = 0;
 		return;
 	}
-	/* EOF: execve closed the child's end (close-on-exec), so the jail is complete. */
+	/* EOF: execve closed the child's end (close-on-exec), or a warm spare closed it after
+	 * its last step, so the jail is complete. */
 	if (n == 0 && !j->fail_stage)
 		j->exec_ok = true;
 	free_event(&j->ev_sync);
@@ -394,18 +438,34 @@ static int make_pipe(int fds[2], bool parent_reads)
 	return 0;
 }
 
-static int job_spawn(struct job *j)
+/* The child's ends of a job's pipes and sync socket, and its cgroup fds. */
+struct child_ends {
+	int script_r, result_w, out_w, err_w, sync;
+};
+
+static void close_child_ends(struct child_ends *c)
+{
+	cleanup_closep(&c->script_r);
+	cleanup_closep(&c->result_w);
+	cleanup_closep(&c->out_w);
+	cleanup_closep(&c->err_w);
+	cleanup_closep(&c->sync);
+}
+
+/* The cgroup, the pipes and the sync socket: ours go into the job, the child's into *c (the
+ * caller closes them once the child has its copies). Limits are the job's own. */
+static int job_prepare(struct job *j, struct child_ends *c)
 {
 	struct sbx *s = j->s;
-	const struct config *c = s->cfg;
+	const struct config *cfg = s->cfg;
 	int p_script[2] = { -1, -1 }, p_res[2] = { -1, -1 }, p_out[2] = { -1, -1 },
 	    p_err[2] = { -1, -1 }, sp[2] = { -1, -1 };
 	struct cg_limits lim = { .memory_bytes = (uint64_t)j->memory_mb << 20,
-				 .pids_max = c->pids_max,
-				 .cpu_percent = c->cpu_percent };
-	struct spawn_req q;
+				 .pids_max = cfg->pids_max,
+				 .cpu_percent = cfg->cpu_percent };
 	int r;
 
+	*c = (struct child_ends){ -1, -1, -1, -1, -1 };
 	r = cg_job_create(&s->cg, &lim, &j->cg);
 	if (r < 0) {
 		j->fail_stage = ST_CGROUP;
@@ -419,34 +479,20 @@ static int job_spawn(struct job *j)
 		r = -errno;
 		goto out;
 	}
-	/* A script up to the protocol cap fits the pipe at once in most cases. */
-	(void)fcntl(p_script[1], F_SETPIPE_SZ, (int)(j->script_len < 4096 ? 4096 : j->script_len));
-	q = (struct spawn_req){ .plan = &s->plan,
-				.filter = &s->filter,
-				.cg = &j->cg,
-				.python = c->python,
-				.timeout_ms = j->timeout_ms,
-				.pids_max = c->pids_max,
-				.fsize_bytes = c->tmp_size_mb << 20,
-				.script_r = p_script[0],
-				.result_w = p_res[1],
-				.out_w = p_out[1],
-				.err_w = p_err[1],
-				.sync_child = sp[1] };
-	clock_gettime(CLOCK_MONOTONIC, &j->t0);
-	r = spawn_start(&q, &j->pid, &j->pidfd);
-	if (r < 0) {
-		j->fail_stage = ST_NONE;
-		goto out;
-	}
+	/* A script up to the protocol cap fits the pipe at once in most cases (spares: 64 KiB,
+	 * the default; a longer script is written as the runner reads). */
+	if (j->script)
+		(void)fcntl(p_script[1], F_SETPIPE_SZ,
+			    (int)(j->script_len < 4096 ? 4096 : j->script_len));
 	j->fd_script = steal_fd(&p_script[1]);
 	j->fd_result = steal_fd(&p_res[0]);
 	j->fd_out = steal_fd(&p_out[0]);
 	j->fd_err = steal_fd(&p_err[0]);
 	j->fd_sync = steal_fd(&sp[0]);
 	(void)fcntl(j->fd_sync, F_SETFL, O_NONBLOCK);
+	*c = (struct child_ends){ steal_fd(&p_script[0]), steal_fd(&p_res[1]), steal_fd(&p_out[1]),
+				  steal_fd(&p_err[1]), steal_fd(&sp[1]) };
 out:
-	/* The child's ends (and, on failure, ours) are closed here; the child has its copies. */
 	for (int i = 0; i < 2; i++) {
 		cleanup_closep(&p_script[i]);
 		cleanup_closep(&p_res[i]);
@@ -454,8 +500,96 @@ out:
 		cleanup_closep(&p_err[i]);
 		cleanup_closep(&sp[i]);
 	}
+	return r;
+}
+
+/* Cold: clone the job's init from the daemon; it execs a fresh interpreter. */
+static int job_spawn(struct job *j)
+{
+	struct sbx *s = j->s;
+	const struct config *cfg = s->cfg;
+	struct child_ends c;
+	struct spawn_req q;
+	int r;
+
+	r = job_prepare(j, &c);
+	if (r < 0)
+		goto out;
+	q = (struct spawn_req){ .jail = { .plan = &s->plan,
+					  .filter = &s->filter,
+					  .cg_procs = j->cg.procs_fd,
+					  .n_cg_procs = CG_V1_N,
+					  .timeout_ms = j->timeout_ms,
+					  .pids_max = cfg->pids_max,
+					  .fsize_bytes = cfg->tmp_size_mb << 20,
+					  .script_r = c.script_r,
+					  .result_w = c.result_w,
+					  .out_w = c.out_w,
+					  .err_w = c.err_w,
+					  .sync_child = c.sync },
+				.cg_clone_fd = cg_job_clone_fd(&j->cg),
+				.python = cfg->python };
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
+	r = spawn_start(&q, &j->pid, &j->pidfd);
+	if (r < 0)
+		j->fail_stage = ST_NONE;
+out:
+	/* The child's ends are closed here; the child has its copies. */
+	close_child_ends(&c);
 	cg_job_close_child_fds(&j->cg);
 	return r;
+}
+
+/* Takes a free slot: its host uid is this job's (or spare's) alone until it is gone. */
+static int take_slot(struct sbx *s)
+{
+	for (unsigned i = 0; i < s->n_slots; i++)
+		if (!s->slot_used[i]) {
+			s->slot_used[i] = true;
+			return (int)i;
+		}
+	return -1;
+}
+
+/* Moves everything of the spare into the job; the spare's shell is freed. */
+static void job_adopt(struct job *j, struct job *sp)
+{
+	struct sbx *s = j->s;
+
+	TAILQ_REMOVE(&s->spares, sp, link);
+	s->n_spares--;
+	free_event(&sp->ev_pid);
+	free_event(&sp->ev_sync);
+	free_event(&sp->ev_result);
+	free_event(&sp->ev_out);
+	free_event(&sp->ev_err);
+	j->slot = sp->slot;
+	j->pid = sp->pid;
+	j->pidfd = steal_fd(&sp->pidfd);
+	j->fd_script = steal_fd(&sp->fd_script);
+	j->fd_result = steal_fd(&sp->fd_result);
+	j->fd_out = steal_fd(&sp->fd_out);
+	j->fd_err = steal_fd(&sp->fd_err);
+	j->fd_sync = steal_fd(&sp->fd_sync);
+	j->cg = sp->cg;
+	j->cg_made = sp->cg_made;
+	sp->cg_made = false;
+	j->exec_ok = sp->exec_ok;
+	j->fail_stage = sp->fail_stage;
+	j->fail_err = sp->fail_err;
+	memcpy(j->fail_detail, sp->fail_detail, sizeof(j->fail_detail));
+	/* Whatever the spare wrote before (nothing, unless its set-up failed) is the job's. */
+	j->out = sp->out;
+	j->err = sp->err;
+	j->result = sp->result;
+	j->out.max = s->cfg->stdout_max;
+	j->err.max = s->cfg->stderr_max;
+	j->result.max = s->cfg->result_max + 8;
+	sp->out.data = sp->err.data = sp->result.data = NULL;
+	j->warm = true;
+	job_free(sp);
+	/* The deadline and wall time count from now, when the script goes in. */
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 }
 
 static void job_start(struct job *j)
@@ -463,20 +597,23 @@ static void job_start(struct job *j)
 	struct sbx *s = j->s;
 	struct event_base *b = s->base;
 	struct timeval tv = { j->timeout_ms / 1000, (j->timeout_ms % 1000) * 1000 };
-	int r;
+	struct job *sp = job_wants_warm(j) ? TAILQ_FIRST(&s->spares) : NULL;
+	int r = 0;
 
-	/* Take a free slot: its host uid is this job's alone until the job is gone. */
-	for (unsigned i = 0; i < s->cfg->max_running; i++)
-		if (!s->slot_used[i]) {
-			s->slot_used[i] = true;
-			j->slot = (int)i;
-			break;
-		}
+	/* The first spare on the list has its process (warm.c keeps unstarted ones off it). */
+	if (sp && sp->pidfd < 0)
+		sp = NULL;
+	if (!sp)
+		j->slot = take_slot(s);
 	s->running++;
 	j->state = J_RUNNING;
 	TAILQ_INSERT_TAIL(&s->active, j, link);
 
-	r = job_spawn(j);
+	if (sp)
+		job_adopt(j, sp);
+	else
+		r = job_spawn(j);
+	warm_refill(s);
 	if (r < 0) {
 		j->fail_err = -r;
 		if (!j->fail_stage)
@@ -487,15 +624,16 @@ static void job_start(struct job *j)
 	}
 	j->ev_pid = event_new(b, j->pidfd, EV_READ, on_job_exit, j);
 	j->ev_timer = evtimer_new(b, on_timer, j);
-	j->ev_sync = event_new(b, j->fd_sync, EV_READ | EV_PERSIST, on_sync, j);
+	j->ev_sync = j->fd_sync >= 0 ? event_new(b, j->fd_sync, EV_READ | EV_PERSIST, on_sync, j)
+				     : NULL;
 	j->ev_script = event_new(b, j->fd_script, EV_WRITE | EV_PERSIST, on_script, j);
 	j->ev_result = event_new(b, j->fd_result, EV_READ | EV_PERSIST, on_pipe, j);
 	j->ev_out = event_new(b, j->fd_out, EV_READ | EV_PERSIST, on_pipe, j);
 	j->ev_err = event_new(b, j->fd_err, EV_READ | EV_PERSIST, on_pipe, j);
 	if (j->cg.oom_efd >= 0)
 		j->ev_oom = event_new(b, j->cg.oom_efd, EV_READ | EV_PERSIST, on_oom, j);
-	if (!j->ev_pid || !j->ev_timer || !j->ev_sync || !j->ev_script || !j->ev_result ||
-	    !j->ev_out || !j->ev_err || (j->cg.oom_efd >= 0 && !j->ev_oom)) {
+	if (!j->ev_pid || !j->ev_timer || (j->fd_sync >= 0 && !j->ev_sync) || !j->ev_script ||
+	    !j->ev_result || !j->ev_out || !j->ev_err || (j->cg.oom_efd >= 0 && !j->ev_oom)) {
 		/* Out of memory: never leave a job unwatched. */
 		j->fail_stage = ST_NONE;
 		j->fail_err = ENOMEM;
@@ -510,13 +648,202 @@ static void job_start(struct job *j)
 	 * before the cgroup and clone3, and a timer armed on it fired a few ms early. */
 	event_base_update_cache_time(b);
 	event_add(j->ev_timer, &tv);
-	event_add(j->ev_sync, NULL);
+	if (j->ev_sync)
+		event_add(j->ev_sync, NULL);
 	event_add(j->ev_script, NULL);
 	event_add(j->ev_result, NULL);
 	event_add(j->ev_out, NULL);
 	event_add(j->ev_err, NULL);
 	if (j->ev_oom)
 		event_add(j->ev_oom, NULL);
+}
+
+/* ---- spares (the warm path; warm.c decides when) ---- */
+
+struct job *job_spare_new(struct sbx *s, int *fds, unsigned max_fds, unsigned *n_fds,
+			  bool *cg_v2)
+{
+	struct job *sp = calloc(1, sizeof(*sp));
+	struct child_ends c;
+	unsigned n = 0;
+	int r;
+
+	if (!sp)
+		return NULL;
+	sp->s = s;
+	sp->state = J_SPARE;
+	sp->timeout_ms = (uint32_t)s->cfg->timeout_ms;
+	sp->memory_mb = (uint32_t)s->cfg->memory_mb;
+	sp->pidfd = sp->fd_script = sp->fd_result = sp->fd_out = sp->fd_err = sp->fd_sync = -1;
+	sp->out.max = s->cfg->stdout_max;
+	sp->err.max = s->cfg->stderr_max;
+	sp->result.max = s->cfg->result_max + 8;
+	sp->slot = take_slot(s);
+	if (sp->slot < 0 || (r = job_prepare(sp, &c)) < 0) {
+		if (sp->slot >= 0)
+			s->slot_used[sp->slot] = false;
+		if (sp->cg_made)
+			(void)cg_job_destroy(&s->cg, &sp->cg);
+		job_free(sp);
+		return NULL;
+	}
+	/* The order of zyproto.h: the five ends, then the cgroup fds. */
+	fds[n++] = steal_fd(&c.script_r);
+	fds[n++] = steal_fd(&c.result_w);
+	fds[n++] = steal_fd(&c.out_w);
+	fds[n++] = steal_fd(&c.err_w);
+	fds[n++] = steal_fd(&c.sync);
+	*cg_v2 = sp->cg.version == 2;
+	if (*cg_v2)
+		fds[n++] = sp->cg.dir_fd[0]; /* still ours: the caller must not close it */
+	else
+		for (int i = 0; i < CG_V1_N && n < max_fds; i++)
+			if (sp->cg.procs_fd[i] >= 0)
+				fds[n++] = sp->cg.procs_fd[i];
+	*n_fds = n;
+	TAILQ_INSERT_TAIL(&s->spares, sp, link);
+	s->n_spares++;
+	return sp;
+}
+
+void job_spare_sent(struct job *sp)
+{
+	/* The zygote (and through it the spare) has its copies of the cgroup.procs fds. */
+	cg_job_close_child_fds(&sp->cg);
+}
+
+static void on_spare_exit(evutil_socket_t fd, short what, void *arg);
+
+int job_spare_started(struct job *sp, pid_t pid, int pidfd)
+{
+	struct event_base *b = sp->s->base;
+
+	sp->pid = pid;
+	sp->pidfd = pidfd;
+	/* The runner leaves fd 3 alone until a script arrives: nothing to write yet. */
+	sp->ev_pid = event_new(b, sp->pidfd, EV_READ, on_spare_exit, sp);
+	sp->ev_sync = event_new(b, sp->fd_sync, EV_READ | EV_PERSIST, on_sync, sp);
+	sp->ev_result = event_new(b, sp->fd_result, EV_READ | EV_PERSIST, on_pipe, sp);
+	sp->ev_out = event_new(b, sp->fd_out, EV_READ | EV_PERSIST, on_pipe, sp);
+	sp->ev_err = event_new(b, sp->fd_err, EV_READ | EV_PERSIST, on_pipe, sp);
+	if (!sp->ev_pid || !sp->ev_sync || !sp->ev_result || !sp->ev_out || !sp->ev_err) {
+		job_spare_discard(sp);
+		return -ENOMEM;
+	}
+	event_add(sp->ev_pid, NULL);
+	event_add(sp->ev_sync, NULL);
+	event_add(sp->ev_result, NULL);
+	event_add(sp->ev_out, NULL);
+	event_add(sp->ev_err, NULL);
+	/* Started spares go first: job_start() takes the head of the list. */
+	TAILQ_REMOVE(&sp->s->spares, sp, link);
+	TAILQ_INSERT_HEAD(&sp->s->spares, sp, link);
+	return 0;
+}
+
+static void spare_cleanup(struct job *sp);
+
+void job_spare_discard(struct job *sp)
+{
+	siginfo_t si;
+
+	if (sp->pidfd >= 0) {
+		(void)syscall(SYS_pidfd_send_signal, sp->pidfd, SIGKILL, NULL, 0);
+		(void)waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED);
+	}
+	spare_cleanup(sp);
+}
+
+static void on_spare_exit(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *sp = arg;
+	siginfo_t si = { 0 };
+
+	if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0) {
+		event_add(sp->ev_pid, NULL);
+		return;
+	}
+	/* A spare only dies before its job if its jail could not be built (or it was killed):
+	 * say why once here, and let warm.c decide whether to go on making spares. */
+	for (int i = 0; i < 4 && sp->fd_sync >= 0; i++)
+		on_sync(sp->fd_sync, EV_READ, sp);
+	if (sp->fail_stage)
+		log_error("warm spare: %s%s%s: %s", spawn_stage_name(sp->fail_stage),
+			  sp->fail_detail[0] ? " " : "", sp->fail_detail,
+			  sp->fail_err ? strerror(sp->fail_err) : "failed");
+	else
+		log_error("warm spare: exited before its job (%s %d)",
+			  si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+	warm_spare_failed(sp->s);
+	spare_cleanup(sp);
+}
+
+static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg);
+
+/* Off the spare list at once; the slot is freed when the cgroup is gone, as for a job. */
+static void spare_cleanup(struct job *sp)
+{
+	struct sbx *s = sp->s;
+	struct timeval tv = { 0, 20000 };
+	int r = 0;
+
+	if (sp->state == J_SPARE) {
+		TAILQ_REMOVE(&s->spares, sp, link);
+		s->n_spares--;
+		sp->state = J_CLEANUP;
+		free_event(&sp->ev_pid);
+		free_event(&sp->ev_sync);
+		free_event(&sp->ev_result);
+		free_event(&sp->ev_out);
+		free_event(&sp->ev_err);
+		close_fd(&sp->pidfd);
+	}
+	if (sp->cg_made) {
+		(void)cg_job_kill(&sp->cg);
+		r = cg_job_destroy(&s->cg, &sp->cg);
+	}
+	if (r == -EBUSY && ++sp->cleanup_tries < 500) {
+		if (!sp->ev_retry)
+			sp->ev_retry = evtimer_new(s->base, on_spare_cleanup_retry, sp);
+		if (sp->ev_retry) {
+			evtimer_add(sp->ev_retry, &tv);
+			return;
+		}
+	}
+	if (r < 0)
+		log_error_errno(r, "warm spare: cannot remove cgroup %s", sp->cg.name);
+	if (sp->slot >= 0)
+		s->slot_used[sp->slot] = false;
+	job_free(sp);
+	warm_refill(s);
+	pump_queue(s);
+}
+
+static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg)
+{
+	spare_cleanup(arg);
+}
+
+void job_spares_stop(struct sbx *s)
+{
+	struct job *sp;
+
+	while ((sp = TAILQ_FIRST(&s->spares))) {
+		siginfo_t si;
+		if (sp->pidfd >= 0) {
+			(void)syscall(SYS_pidfd_send_signal, sp->pidfd, SIGKILL, NULL, 0);
+			(void)waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED);
+		}
+		TAILQ_REMOVE(&s->spares, sp, link);
+		s->n_spares--;
+		sp->state = J_CLEANUP;
+		if (sp->cg_made)
+			for (int i = 0; i < 50 && cg_job_destroy(&s->cg, &sp->cg) == -EBUSY; i++)
+				usleep(10000);
+		if (sp->slot >= 0)
+			s->slot_used[sp->slot] = false;
+		job_free(sp);
+	}
 }
 
 /* ---- finish ---- */

@@ -2,7 +2,9 @@
  * Nothing here ever blocks the loop; every fd of a job is non-blocking. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proto.h"
 #include "sbx.h"
@@ -21,3 +23,25 @@ void job_cancel(struct job *j);
 /* The owner is going away: cancel, and report to nobody. */
 void job_detach(struct job *j);
 uint64_t job_client_id(const struct job *j);
+/* The warm canary: it takes a spare while the zygote is being verified (and runs cold
+ * otherwise). Call before job_submit. */
+void job_set_warm_only(struct job *j);
+/* It ran in a spare of the zygote. */
+bool job_is_warm(const struct job *j);
+bool job_spare_has_process(const struct job *sp);
+/* Starts queued jobs that can start now (a slot is free; a warm job's spare is there). */
+void job_pump_queue(struct sbx *s);
+
+/* Spares, for warm.c: a spare is a job without a client whose process the zygote clones.
+ * job_spare_new() makes its slot, cgroup, pipes and sync socket and fills fds[] with what the
+ * zygote must pass on (the order of zyproto.h); the five pipe ends are the caller's to close
+ * once sent, the cgroup fds are not (job_spare_sent closes those that must go). */
+struct job *job_spare_new(struct sbx *s, int *fds, unsigned max_fds, unsigned *n_fds,
+			  bool *cg_v2);
+void job_spare_sent(struct job *sp);
+/* The zygote reported the spare's process: watch it. -ENOMEM: the spare was discarded. */
+int job_spare_started(struct job *sp, pid_t pid, int pidfd);
+/* Kills (if started) and removes a spare that will never get a job. */
+void job_spare_discard(struct job *sp);
+/* At exit: kills every spare and removes its cgroup, synchronously. */
+void job_spares_stop(struct sbx *s);

@@ -29,19 +29,20 @@
 #include "scfilter.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "warm.h"
 
 static int exit_code; /* set by the canary or the signal handlers before the loop ends */
 
-/* build/sandboxd finds build/pyrunner/runner.py; <prefix>/sbin/sandboxd finds
- * <prefix>/lib/pyexec/runner.py. */
-static int find_runner(char *buf, size_t len)
+/* build/sandboxd finds build/pyrunner/runner.py and build/pyexec-zygote; <prefix>/sbin/sandboxd
+ * finds <prefix>/lib/pyexec/runner.py and <prefix>/lib/pyexec/pyexec-zygote. */
+static int find_beside(char *buf, size_t len, const char *in_build, const char *installed)
 {
 	char exe[400], dir[400];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	if (len < sizeof(dir) + 32)
 		return -ENOBUFS;
-	const char *const rel[] = { "pyrunner/runner.py", "../lib/pyexec/runner.py" };
+	const char *const rel[] = { in_build, installed };
 
 	if (n < 0)
 		return -errno;
@@ -100,6 +101,21 @@ static void on_canary(struct sbx *s, int r, const char *why)
 	}
 }
 
+static void on_warm_canary(struct sbx *s, int r, const char *why)
+{
+	warm_verified(s, r, why);
+}
+
+/* Each zygote, the first and every restarted one, serves jobs only after a canary job has
+ * run in one of its spares and seen the jail hold. */
+static void on_zygote_ready(struct sbx *s)
+{
+	int r = canary_start(s, on_warm_canary, true);
+
+	if (r < 0)
+		warm_verified(s, r, "cannot start the warm canary job");
+}
+
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct sbx *s = arg;
@@ -147,14 +163,25 @@ int main(int argc, char **argv)
 	s.cfg = &cfg;
 	TAILQ_INIT(&s.queue);
 	TAILQ_INIT(&s.active);
+	TAILQ_INIT(&s.spares);
 	LIST_INIT(&s.conns);
 
 	if (!*cfg.runner) {
-		if (find_runner(s.runner, sizeof(s.runner)) < 0) {
+		if (find_beside(s.runner, sizeof(s.runner), "pyrunner/runner.py",
+				"../lib/pyexec/runner.py") < 0) {
 			log_error("cannot find runner.py next to the binary; pass --runner");
 			return 1;
 		}
 		cfg.runner = s.runner;
+	}
+	if (!*cfg.zygote && cfg.warm_spares > 0) {
+		if (find_beside(s.zygote, sizeof(s.zygote), "pyexec-zygote",
+				"../lib/pyexec/pyexec-zygote") < 0) {
+			log_error("cannot find pyexec-zygote next to the binary; pass --zygote, or "
+				  "--warm-spares 0 for the cold path only");
+			return 1;
+		}
+		cfg.zygote = s.zygote;
 	}
 	pw = getpwnam(cfg.gateway_user);
 	if (!pw) {
@@ -169,6 +196,10 @@ int main(int argc, char **argv)
 			   cfg.tmp_inodes, &what);
 	if (r < 0) {
 		log_error_errno(r, "the jail needs %s", what);
+		return 1;
+	}
+	if (cfg.warm_spares > 0 && (r = mnt_plan_add_zygote(&s.plan, cfg.zygote)) < 0) {
+		log_error_errno(r, "the warm path needs %s", cfg.zygote);
 		return 1;
 	}
 	if (cfg.check) {
@@ -219,7 +250,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	s.slot_used = calloc(cfg.max_running, sizeof(bool));
+	/* Spares hold a slot (and so a host uid) of their own from the moment they are made. */
+	s.n_slots = (unsigned)(cfg.max_running + cfg.warm_spares);
+	s.slot_used = calloc(s.n_slots, sizeof(bool));
 	s.base = event_base_new();
 	if (!s.slot_used || !s.base) {
 		log_error("out of memory");
@@ -234,12 +267,19 @@ int main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		return 1;
 	}
-	r = canary_start(&s, on_canary);
+	r = canary_start(&s, on_canary, false);
 	if (r < 0) {
 		log_error_errno(r, "cannot start the canary job");
 		return 1;
 	}
+	/* The zygote boots while the cold canary runs; jobs run cold until its own canary
+	 * has passed (on_zygote_ready). */
+	r = warm_init(&s);
+	if (r < 0)
+		log_error_errno(r, "warm path: cannot start; every job runs cold");
+	warm_set_on_ready(&s, on_zygote_ready);
 	event_base_dispatch(s.base);
+	warm_stop(&s);
 
 	srv_stop_listening(&s);
 	srv_close_all(&s);

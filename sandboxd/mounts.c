@@ -131,6 +131,22 @@ void mnt_plan_free(struct mnt_plan *p)
 {
 	free(p->runner);
 	p->runner = NULL;
+	free(p->zygote);
+	p->zygote = NULL;
+}
+
+int mnt_plan_add_zygote(struct mnt_plan *p, const char *zygote)
+{
+	_cleanup_close_ int fd = open(zygote, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	/* Copied like the runner (no host path in the jail's mountinfo); 32 MiB is far above
+	 * any build of it, debug info included. */
+	return proto_read_capped(fd, 32 << 20, &p->zygote, &p->zygote_len);
 }
 
 int mnt_plan_build(struct mnt_plan *p, const char *python, const char *runner, const char *root,
@@ -228,13 +244,14 @@ static int bind_ro(const char *src, const char *dst, unsigned long extra)
 	return 0;
 }
 
-static int write_bytes(const char *root, const char *path, const char *content, size_t len)
+static int write_bytes(const char *root, const char *path, const char *content, size_t len,
+		       mode_t mode)
 {
 	char full[600];
 	_cleanup_close_ int fd = -1;
 
 	snprintf(full, sizeof(full), "%s%s", root, path);
-	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return -errno;
 	return write(fd, content, len) == (ssize_t)len ? 0 : -EIO;
@@ -242,7 +259,7 @@ static int write_bytes(const char *root, const char *path, const char *content, 
 
 static int write_file(const char *root, const char *path, const char *content)
 {
-	return write_bytes(root, path, content, strlen(content));
+	return write_bytes(root, path, content, strlen(content), 0644);
 }
 
 static int mount_scratch(const char *root, const char *path, const struct mnt_plan *p,
@@ -338,10 +355,24 @@ static int make_etc(const struct mnt_plan *p)
 	return 0;
 }
 
-int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
+/* /proc of the caller's PID namespace, nosuid, nodev, noexec, with the masks. */
+static int mount_proc(const char *root)
+{
+	char path[600];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/proc", root);
+	if ((r = mkdir_p(path, 0555)) < 0)
+		return r;
+	if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -errno;
+	return mask_proc(root);
+}
+
+int mnt_enter_jail(const struct mnt_plan *p, bool with_zygote, const char **stage)
 {
 	const char *root = p->root;
-	char path[600];
+	char path[600], opts[64];
 	int r;
 
 	/* No mount event may propagate back to the host, nor host events into the jail. */
@@ -350,8 +381,9 @@ int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
 		return -errno;
 	/* The new root: a small tmpfs that only this mount namespace ever sees. */
 	*stage = "mount root tmpfs";
-	if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=1024,mode=0755") <
-	    0)
+	snprintf(opts, sizeof(opts), "size=%zuk,nr_inodes=1024,mode=0755",
+		 1024 + (with_zygote ? p->zygote_len / 1024 + 64 : 0));
+	if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		return -errno;
 
 	*stage = "bind read-only";
@@ -375,7 +407,11 @@ int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
 		return r;
 	*stage = "write runner";
 	if ((r = make_point(root, MNT_RUNNER_DIR, true)) < 0 ||
-	    (r = write_bytes(root, MNT_RUNNER_DIR "/runner.py", p->runner, p->runner_len)) < 0)
+	    (r = write_bytes(root, MNT_RUNNER_DIR "/runner.py", p->runner, p->runner_len, 0644)) < 0)
+		return r;
+	*stage = "write zygote";
+	if (with_zygote &&
+	    (r = write_bytes(root, MNT_ZYGOTE, p->zygote, p->zygote_len, 0555)) < 0)
 		return r;
 	*stage = "make /dev";
 	if ((r = make_dev(root)) < 0)
@@ -388,13 +424,7 @@ int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
 		return r;
 	/* A fresh /proc shows only this PID namespace. */
 	*stage = "mount /proc";
-	snprintf(path, sizeof(path), "%s/proc", root);
-	if ((r = mkdir_p(path, 0555)) < 0)
-		return r;
-	if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		return -errno;
-	*stage = "mask /proc";
-	if ((r = mask_proc(root)) < 0)
+	if ((r = mount_proc(root)) < 0)
 		return r;
 	/* Nothing of the root itself is writable from here on. */
 	*stage = "remount root read-only";
@@ -408,6 +438,37 @@ int mnt_enter_jail(const struct mnt_plan *p, const char **stage)
 		return -errno;
 	if (umount2(".", MNT_DETACH) < 0)
 		return -errno;
+	if (chdir("/tmp") < 0)
+		return -errno;
+	*stage = "";
+	return 0;
+}
+
+int mnt_renew_jail(const struct mnt_plan *p, const char **stage)
+{
+	int r;
+
+	*stage = "make / private";
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -errno;
+	/* Detaching takes every mount below with it: the zygote's /proc masks go too. */
+	*stage = "replace /proc";
+	if (umount2("/proc", MNT_DETACH) < 0)
+		return -errno;
+	if ((r = mount_proc("")) < 0)
+		return r;
+	/* The copies of the zygote's /tmp and /dev/shm are the same tmpfs instances: every job
+	 * would share them. Each job gets new ones. */
+	*stage = "replace /tmp";
+	if (umount2("/tmp", MNT_DETACH) < 0)
+		return -errno;
+	if ((r = mount_scratch("", "/tmp", p, 0)) < 0)
+		return r;
+	*stage = "replace /dev/shm";
+	if (umount2("/dev/shm", MNT_DETACH) < 0)
+		return -errno;
+	if ((r = mount_scratch("", "/dev/shm", p, MS_NOEXEC)) < 0)
+		return r;
 	if (chdir("/tmp") < 0)
 		return -errno;
 	*stage = "";

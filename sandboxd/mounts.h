@@ -31,6 +31,8 @@ struct mnt_plan {
 	uint64_t tmp_inodes;
 	char *runner; /* runner.py's bytes, written into each job's root */
 	size_t runner_len;
+	char *zygote; /* pyexec-zygote's bytes, written into the zygote's root only; or NULL */
+	size_t zygote_len;
 };
 
 /* Builds the plan: python binary, runner directory, stdlib, the libraries, numpy, pandas and
@@ -40,9 +42,19 @@ int mnt_plan_build(struct mnt_plan *p, const char *python, const char *runner, c
 
 void mnt_plan_free(struct mnt_plan *p);
 
+/* Adds the zygote binary (the warm path) to the plan. Returns 0 or -errno. */
+int mnt_plan_add_zygote(struct mnt_plan *p, const char *zygote);
+
 /* In the job's child, inside its new mount and PID namespaces, as root of the initial user
- * namespace: builds the root and pivots into it. Returns 0 or -errno; *stage names the step. */
-int mnt_enter_jail(const struct mnt_plan *p, const char **stage);
+ * namespace: builds the root and pivots into it. Returns 0 or -errno; *stage names the step.
+ * with_zygote: the zygote's root, which also holds MNT_ZYGOTE (executable, read-only). */
+int mnt_enter_jail(const struct mnt_plan *p, bool with_zygote, const char **stage);
+
+/* In a warm job's child, in a new mount namespace copied from the zygote's (already a jail
+ * root built by mnt_enter_jail): replaces /proc with one of the job's PID namespace and /tmp
+ * and /dev/shm with fresh tmpfs, so nothing writable or PID-bound is shared. */
+int mnt_renew_jail(const struct mnt_plan *p, const char **stage);
 
 /* The runner's path inside the jail. */
 #define MNT_RUNNER_DIR "/opt/pyexec"
+#define MNT_ZYGOTE MNT_RUNNER_DIR "/pyexec-zygote"

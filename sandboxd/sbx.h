@@ -15,6 +15,7 @@ struct event_base;
 struct evconnlistener;
 struct job;
 struct conn;
+struct warm;
 
 TAILQ_HEAD(job_list, job);
 LIST_HEAD(conn_list, conn);
@@ -26,12 +27,18 @@ struct sbx {
 	struct mnt_plan plan;
 	struct sc_filter filter;
 	char runner[512];
+	char zygote[512];
 
-	bool *slot_used;        /* cfg->max_running entries; slot i runs as uid_base + i */
+	bool *slot_used;        /* n_slots entries; slot i runs as uid_base + i */
+	unsigned n_slots;       /* max_running jobs plus warm_spares spares */
 	unsigned running;       /* jobs holding a slot (from clone until their cgroup is gone) */
 	struct job_list queue;  /* waiting for a slot, FIFO */
 	unsigned queued;
 	struct job_list active; /* holding a slot */
+	struct job_list spares; /* warm: started spares first, then those the zygote has yet to
+				 * clone */
+	unsigned n_spares;
+	struct warm *warm;      /* the zygote, or NULL when the warm path is off */
 	struct conn_list conns;
 	struct evconnlistener *listener;
 
