@@ -105,6 +105,7 @@ int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *w
 				    .script_len = (uint32_t)strlen(canary_script) };
 	struct canary *c = calloc(1, sizeof(*c));
 	struct job *j;
+	int r;
 
 	if (!c)
 		return -ENOMEM;
@@ -118,5 +119,8 @@ int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *w
 	}
 	if (warm)
 		job_set_warm_only(j);
-	return job_submit(j);
+	r = job_submit(j); /* on failure the job is freed, without a report */
+	if (r < 0)
+		free(c);
+	return r;
 }

@@ -32,10 +32,10 @@ struct obuf {
 
 /* A spare is a warm job's process made ahead of time (warm.c): jailed, in its cgroup, with its
  * slot, waiting for a script. job_start() moves it into a submitted job ("adoption"). */
-enum job_state { J_QUEUED, J_RUNNING, J_CLEANUP, J_SPARE };
+enum job_state { J_QUEUED, J_WAITING, J_RUNNING, J_CLEANUP, J_SPARE };
 
 struct job {
-	TAILQ_ENTRY(job) link; /* in sbx.queue or sbx.active */
+	TAILQ_ENTRY(job) link; /* in sbx.queue, .waiting, .active or .spares */
 	struct sbx *s;
 	enum job_state state;
 	uint64_t client_id;
@@ -57,7 +57,7 @@ struct job {
 	struct timespec t0;
 	unsigned cleanup_tries;
 
-	bool timed_out, cancelled, oom_seen, exec_ok;
+	bool timed_out, cancelled, oom_seen, exec_ok, reported;
 	bool warm;       /* it runs (or ran) in an adopted spare */
 	bool warm_only;  /* the warm canary: a spare while the zygote is verified, else cold */
 	int fail_stage, fail_err;
@@ -66,6 +66,7 @@ struct job {
 
 static void job_start(struct job *j);
 static void job_finish(struct job *j);
+static void job_result_arrived(struct job *j);
 
 static uint64_t ms_since(const struct timespec *t0)
 {
@@ -212,20 +213,28 @@ static bool job_wants_warm(const struct job *j)
 	       warm_up(j->s);
 }
 
-/* A slot is free, and a warm job has its spare. When spares run out, warm jobs wait for the
- * next one (milliseconds away) rather than pay for a cold start; FIFO order is kept. */
-static bool can_start(const struct job *j)
-{
-	struct sbx *s = j->s;
+static void job_launch(struct job *j);
 
-	return s->running < s->cfg->max_running && (!job_wants_warm(j) || warm_has_spare(s));
+/* The first spare has its process (unstarted ones are kept behind the started ones). */
+static struct job *ready_spare(struct sbx *s)
+{
+	struct job *sp = TAILQ_FIRST(&s->spares);
+
+	return sp && sp->pidfd >= 0 ? sp : NULL;
 }
 
+/* Admitted jobs (they hold a place in `running`) waiting for a spare, oldest first; then the
+ * queue while places are free. A warm job waits for the next spare (milliseconds away) rather
+ * than pay for a cold start; when the warm path is down, waiting jobs run cold. */
 void job_pump_queue(struct sbx *s)
 {
 	struct job *j;
 
-	while ((j = TAILQ_FIRST(&s->queue)) && can_start(j)) {
+	while ((j = TAILQ_FIRST(&s->waiting)) && (!job_wants_warm(j) || ready_spare(s))) {
+		TAILQ_REMOVE(&s->waiting, j, link);
+		job_launch(j);
+	}
+	while (s->running < s->cfg->max_running && (j = TAILQ_FIRST(&s->queue))) {
 		TAILQ_REMOVE(&s->queue, j, link);
 		s->queued--;
 		job_start(j);
@@ -241,7 +250,9 @@ int job_submit(struct job *j)
 {
 	struct sbx *s = j->s;
 
-	if (TAILQ_EMPTY(&s->queue) && can_start(j)) {
+	/* The warm canary runs beside the jobs, in a spare (whose slot is its own): it is not
+	 * counted in running or queued, and no job waits for it. */
+	if (j->warm_only || (s->running < s->cfg->max_running && TAILQ_EMPTY(&s->queue))) {
 		job_start(j);
 		return 0;
 	}
@@ -267,11 +278,19 @@ static void job_kill(struct job *j)
 
 void job_cancel(struct job *j)
 {
-	if (j->state == J_QUEUED) {
-		TAILQ_REMOVE(&j->s->queue, j, link);
-		j->s->queued--;
+	struct sbx *s = j->s;
+
+	if (j->state == J_QUEUED || j->state == J_WAITING) {
+		if (j->state == J_QUEUED) {
+			TAILQ_REMOVE(&s->queue, j, link);
+			s->queued--;
+		} else {
+			TAILQ_REMOVE(&s->waiting, j, link);
+			s->running -= !j->warm_only;
+		}
 		report_simple(j, PROTO_V_CANCELLED, "Job cancelled");
 		job_free(j);
+		pump_queue(s);
 		return;
 	}
 	if (j->state == J_RUNNING && !j->cancelled) {
@@ -347,8 +366,12 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 		drain_and_close(&j->fd_out, &j->ev_out, &j->out);
 	else if (fd == j->fd_err && drain(j->fd_err, &j->err))
 		drain_and_close(&j->fd_err, &j->ev_err, &j->err);
-	else if (fd == j->fd_result && drain(j->fd_result, &j->result))
-		drain_and_close(&j->fd_result, &j->ev_result, &j->result);
+	else if (fd == j->fd_result) {
+		if (drain(j->fd_result, &j->result))
+			drain_and_close(&j->fd_result, &j->ev_result, &j->result);
+		if (j->state == J_RUNNING && rf_complete((uint8_t *)j->result.data, j->result.len))
+			job_result_arrived(j);
+	}
 }
 
 static void on_script(evutil_socket_t fd, short what, void *arg)
@@ -404,8 +427,12 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 	}
 	/* EOF: execve closed the child's end (close-on-exec), or a warm spare closed it after
 	 * its last step, so the jail is complete. */
-	if (n == 0 && !j->fail_stage)
+	if (n == 0 && !j->fail_stage) {
 		j->exec_ok = true;
+		if (j->state == J_SPARE)
+			log_debug("warm spare: ready %llu ms after it was asked for",
+				  (unsigned long long)ms_since(&j->t0));
+	}
 	free_event(&j->ev_sync);
 	close_fd(&j->fd_sync);
 }
@@ -592,20 +619,35 @@ static void job_adopt(struct job *j, struct job *sp)
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 }
 
+/* Admits the job: it holds its place in `running` from now on. */
 static void job_start(struct job *j)
+{
+	struct sbx *s = j->s;
+
+	s->running += !j->warm_only;
+	if (job_wants_warm(j) && !ready_spare(s)) {
+		j->state = J_WAITING;
+		if (j->warm_only)
+			TAILQ_INSERT_HEAD(&s->waiting, j, link);
+		else
+			TAILQ_INSERT_TAIL(&s->waiting, j, link);
+		warm_refill(s);
+		return;
+	}
+	job_launch(j);
+}
+
+/* Into a spare, or cold. */
+static void job_launch(struct job *j)
 {
 	struct sbx *s = j->s;
 	struct event_base *b = s->base;
 	struct timeval tv = { j->timeout_ms / 1000, (j->timeout_ms % 1000) * 1000 };
-	struct job *sp = job_wants_warm(j) ? TAILQ_FIRST(&s->spares) : NULL;
+	struct job *sp = job_wants_warm(j) ? ready_spare(s) : NULL;
 	int r = 0;
 
-	/* The first spare on the list has its process (warm.c keeps unstarted ones off it). */
-	if (sp && sp->pidfd < 0)
-		sp = NULL;
 	if (!sp)
 		j->slot = take_slot(s);
-	s->running++;
 	j->state = J_RUNNING;
 	TAILQ_INSERT_TAIL(&s->active, j, link);
 
@@ -678,6 +720,7 @@ struct job *job_spare_new(struct sbx *s, int *fds, unsigned max_fds, unsigned *n
 	sp->out.max = s->cfg->stdout_max;
 	sp->err.max = s->cfg->stderr_max;
 	sp->result.max = s->cfg->result_max + 8;
+	clock_gettime(CLOCK_MONOTONIC, &sp->t0);
 	sp->slot = take_slot(s);
 	if (sp->slot < 0 || (r = job_prepare(sp, &c)) < 0) {
 		if (sp->slot >= 0)
@@ -989,7 +1032,7 @@ static void job_cleanup(struct job *j)
 	TAILQ_REMOVE(&s->active, j, link);
 	if (j->slot >= 0)
 		s->slot_used[j->slot] = false;
-	s->running--;
+	s->running -= !j->warm_only;
 	job_free(j);
 	pump_queue(s);
 }
@@ -999,13 +1042,60 @@ static void on_cleanup_retry(evutil_socket_t fd, short what, void *arg)
 	job_cleanup(arg);
 }
 
-static void job_finish(struct job *j)
+/* Builds the result from what we saw and reports it; once per job. */
+static void job_report_result(struct job *j, const siginfo_t *si)
 {
-	siginfo_t si = { 0 };
 	struct cg_stats st = { 0 };
 	struct proto_result r = { 0 };
 	char msg[PROTO_MESSAGE_MAX];
 	_cleanup_free_ char *json = NULL;
+
+	if (j->reported)
+		return;
+	if (j->cg_made)
+		(void)cg_job_stats(&j->cg, &st);
+	build_result(j, si, &st, &r, msg, sizeof(msg), &json);
+	r.wall_ms = j->pidfd >= 0 ? (uint32_t)ms_since(&j->t0) : 0;
+	r.cpu_ms = (uint32_t)(st.cpu_ns / 1000000);
+	r.peak_memory = st.peak_bytes;
+	r.flags = (j->out.truncated ? PROTO_F_STDOUT_TRUNCATED : 0) |
+		  (j->err.truncated ? PROTO_F_STDERR_TRUNCATED : 0);
+	r.out = j->out.data ? j->out.data : "";
+	r.out_len = (uint32_t)j->out.len;
+	r.err = j->err.data ? j->err.data : "";
+	r.err_len = (uint32_t)j->err.len;
+	if (r.verdict == PROTO_V_SANDBOX_ERROR)
+		log_error("job %llu: %s", (unsigned long long)j->client_id, msg);
+	j->s->jobs_done++;
+	j->reported = true;
+	report(j, &r);
+}
+
+/* The whole result frame is in: the runner flushed stdout and stderr before writing it and
+ * exits right after, so the answer is complete now. Reply at once and kill what is left
+ * (SECURITY.md item 12); tearing the jail down (an address space, namespaces) is not the
+ * client's wait. */
+static void job_result_arrived(struct job *j)
+{
+	siginfo_t si = { .si_code = CLD_EXITED, .si_status = 0 };
+
+	if (j->reported || j->state != J_RUNNING || j->cancelled || j->timed_out)
+		return;
+	/* The sync socket's EOF (the jail was complete) may be waiting behind the frame. */
+	for (int i = 0; i < 4 && j->fd_sync >= 0; i++)
+		on_sync(j->fd_sync, EV_READ, j);
+	if (!j->exec_ok || j->fail_stage)
+		return; /* the exit path says what went wrong */
+	(void)drain(j->fd_out, &j->out);
+	(void)drain(j->fd_err, &j->err);
+	free_event(&j->ev_timer);
+	job_kill(j);
+	job_report_result(j, &si);
+}
+
+static void job_finish(struct job *j)
+{
+	siginfo_t si = { 0 };
 
 	j->state = J_CLEANUP;
 	free_event(&j->ev_timer);
@@ -1023,21 +1113,6 @@ static void job_finish(struct job *j)
 		drain_and_close(&j->fd_out, &j->ev_out, &j->out);
 		drain_and_close(&j->fd_err, &j->ev_err, &j->err);
 	}
-	if (j->cg_made)
-		(void)cg_job_stats(&j->cg, &st);
-	build_result(j, &si, &st, &r, msg, sizeof(msg), &json);
-	r.wall_ms = j->pidfd >= 0 ? (uint32_t)ms_since(&j->t0) : 0;
-	r.cpu_ms = (uint32_t)(st.cpu_ns / 1000000);
-	r.peak_memory = st.peak_bytes;
-	r.flags = (j->out.truncated ? PROTO_F_STDOUT_TRUNCATED : 0) |
-		  (j->err.truncated ? PROTO_F_STDERR_TRUNCATED : 0);
-	r.out = j->out.data ? j->out.data : "";
-	r.out_len = (uint32_t)j->out.len;
-	r.err = j->err.data ? j->err.data : "";
-	r.err_len = (uint32_t)j->err.len;
-	if (r.verdict == PROTO_V_SANDBOX_ERROR)
-		log_error("job %llu: %s", (unsigned long long)j->client_id, msg);
-	j->s->jobs_done++;
-	report(j, &r);
+	job_report_result(j, &si);
 	job_cleanup(j);
 }

@@ -139,6 +139,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: stopping; %u running, %u queued", (int)sig, s->running, s->queued);
 	s->stopping = true;
 	srv_stop_listening(s);
+	job_pump_queue(s); /* jobs waiting for a warm spare go cold: no more are made */
 	drain = event_new(s->base, -1, EV_PERSIST, on_drain_check, s);
 	if (!drain || event_add(drain, &tick) < 0)
 		event_base_loopbreak(s->base);
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
 	TAILQ_INIT(&s.queue);
 	TAILQ_INIT(&s.active);
 	TAILQ_INIT(&s.spares);
+	TAILQ_INIT(&s.waiting);
 	LIST_INIT(&s.conns);
 
 	if (!*cfg.runner) {
@@ -251,7 +253,7 @@ int main(int argc, char **argv)
 		}
 	}
 	/* Spares hold a slot (and so a host uid) of their own from the moment they are made. */
-	s.n_slots = (unsigned)(cfg.max_running + cfg.warm_spares);
+	s.n_slots = (unsigned)(cfg.max_running + cfg.warm_spares + 1); /* + the warm canary */
 	s.slot_used = calloc(s.n_slots, sizeof(bool));
 	s.base = event_base_new();
 	if (!s.slot_used || !s.base) {

@@ -50,6 +50,14 @@ static void utf8_copy(char *dst, size_t size, const char *src, size_t len)
 	/* An embedded NUL ends the text early, on a boundary too. */
 }
 
+bool rf_complete(const uint8_t *buf, size_t len)
+{
+	if (len < 8 || memcmp(buf, RF_MAGIC, 4))
+		return false;
+	return ((uint32_t)buf[4] << 24 | (uint32_t)buf[5] << 16 | (uint32_t)buf[6] << 8 | buf[7]) ==
+	       len - 8;
+}
+
 int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **why)
 {
 	json_error_t jerr;

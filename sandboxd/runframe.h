@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "proto.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,3 +27,5 @@ struct rf_frame {
  * *why saying what was wrong (for the error text). */
 int rf_parse(const uint8_t *buf, size_t len, struct rf_frame *ret, const char **why);
 void rf_frame_clear(struct rf_frame *f);
+/* buf[0..len) is exactly one whole frame by its header (the runner exits right after it). */
+bool rf_complete(const uint8_t *buf, size_t len);

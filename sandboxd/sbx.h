@@ -34,6 +34,7 @@ struct sbx {
 	unsigned running;       /* jobs holding a slot (from clone until their cgroup is gone) */
 	struct job_list queue;  /* waiting for a slot, FIFO */
 	unsigned queued;
+	struct job_list waiting; /* admitted (counted in running), waiting for a warm spare */
 	struct job_list active; /* holding a slot */
 	struct job_list spares; /* warm: started spares first, then those the zygote has yet to
 				 * clone */

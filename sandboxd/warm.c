@@ -351,7 +351,7 @@ static void on_ready(struct warm *w, const struct zy_ready *m)
 		 (unsigned long long)ms_since(&w->started), (unsigned long long)m->init_ms);
 	w->state = W_VERIFYING;
 	warm_refill(w->s);
-	if (w->on_ready)
+	if (w->on_ready && !w->s->stopping)
 		w->on_ready(w->s);
 }
 
@@ -485,7 +485,8 @@ void warm_spare_failed(struct sbx *s)
 
 bool warm_up(const struct sbx *s)
 {
-	return s->warm && s->warm->state == W_UP;
+	/* Stopping, no spare is made any more: jobs still waiting for one run cold. */
+	return s->warm && s->warm->state == W_UP && !s->stopping;
 }
 
 bool warm_verifying(const struct sbx *s)
@@ -517,7 +518,9 @@ void warm_verified(struct sbx *s, int r, const char *why)
 	w->state = W_DISABLED;
 	if (w->pidfd >= 0)
 		(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+	zygote_gone(w); /* first: it discards the spares the zygote never made */
 	job_spares_stop(s);
+	job_pump_queue(s);
 }
 
 void warm_set_on_ready(struct sbx *s, void (*ready_cb)(struct sbx *s))

@@ -27,7 +27,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import pxclient  # noqa: E402  (the independent Python client of the wire protocol)
-from hostview import read_status, wait_for  # noqa: E402,F401
+from hostview import host_procs, read_status, wait_for  # noqa: E402,F401
 
 
 def _first_existing(*paths):
@@ -49,21 +49,6 @@ _UID_BASE0 = 9_000_000 + (os.getpid() % 4000) * 256
 _uid_slots = itertools.count()
 
 DEFAULT_TIMEOUT = 120.0  # seconds any one HTTP answer may take; 2 small cores, busy
-
-
-def host_procs(lo, hi):
-    """Every process on the host with any of its uids in [lo, hi): [(pid, uid, name)]."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        st = read_status(d)
-        if not st or "Uid" not in st:
-            continue
-        uids = [int(x) for x in st["Uid"].split()]
-        if any(lo <= u < hi for u in uids):
-            found.append((int(d), uids[0], st.get("Name", "?")))
-    return found
 
 
 def skip_reason():
@@ -176,7 +161,7 @@ class Sandbox(_Proc):
             return c.ping()
 
     def job_procs(self):
-        return host_procs(*self.uid_range)
+        return host_procs(*self.uid_range, daemon_pid=self.pid)
 
     def cleanup(self):
         self.stop()

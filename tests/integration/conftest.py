@@ -32,7 +32,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import pxclient  # noqa: E402
-from hostview import read_status, wait_for  # noqa: E402,F401 (tests import them from here)
+from hostview import host_procs, read_status, wait_for, warm_pids  # noqa: E402,F401 (tests import them from here)
 
 
 def _first_existing(*paths):
@@ -66,21 +66,6 @@ def script(text):
 
 
 # ---- the host's view --------------------------------------------------------------------------
-
-
-def host_procs(lo, hi):
-    """Every process on the host with any of its uids in [lo, hi): [(pid, uid, name, state)]."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        st = read_status(d)
-        if not st or "Uid" not in st:
-            continue
-        uids = [int(x) for x in st["Uid"].split()]
-        if any(lo <= u < hi for u in uids):
-            found.append((int(d), uids[0], st.get("Name", "?"), st.get("State", "?")))
-    return found
 
 
 def children_of(pid):
@@ -211,8 +196,14 @@ class Daemon:
         assert (r["verdict"], r["result"]) == ("ok", '"still here"'), r
         return True
 
+    def wait_warm(self, spares=4, timeout=60):
+        """Until the warm path is verified and `spares` spares wait (the default count)."""
+        wait_for(lambda: "warm path: verified" in self.log(), timeout, what="the warm path")
+        wait_for(lambda: len(warm_pids(self.pid, *self.uid_range)) == spares + 1, timeout,
+                 what=f"{spares} idle spares and the zygote")
+
     def job_procs(self):
-        return host_procs(*self.uid_range)
+        return host_procs(*self.uid_range, daemon_pid=self.pid)
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))

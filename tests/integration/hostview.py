@@ -1,5 +1,6 @@
 """The host's view of the daemons under test, shared by the integration and gateway suites:
-polling for a condition, and reading a process's /proc status."""
+polling for a condition, reading a process's /proc status, and finding job processes."""
+import os
 import time
 
 
@@ -27,3 +28,80 @@ def read_status(pid):
         k, _, v = line.partition(":")
         st[k] = v.strip()
     return st
+
+
+def _pipes(pid, fds=None):
+    """{inode} of the pipes among a process's fds (all, or only those in fds)."""
+    found = set()
+    try:
+        names = fds if fds is not None else os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in names:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("pipe:["):
+            found.add(link[6:-1])
+    return found
+
+
+def is_dying(pid):
+    """The kernel is tearing the process down: it will never run a user instruction again
+    (a zombie, exiting, or with SIGKILL pending). sandboxd answers a job as soon as its result
+    is in and kills it in the same step, so its processes may still be in this state."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True  # gone
+    fields = stat.rpartition(")")[2].split()
+    state, flags = fields[0], int(fields[6])
+    if state in ("Z", "X") or flags & 0x4:  # PF_EXITING
+        return True
+    st = read_status(pid) or {}
+    return any(int(st.get(k, "0"), 16) & (1 << 8) for k in ("SigPnd", "ShdPnd"))  # SIGKILL
+
+
+def host_procs(lo, hi, daemon_pid=None, grace=5.0):
+    """Every live process on the host with any of its uids in [lo, hi): [(pid, uid, name, state)].
+
+    With daemon_pid, that sandboxd's unassigned warm-path spares are left out: they hold job
+    uids before they have a job. A spare is recognised by its fd 3, the script pipe, whose
+    other end the daemon still holds; a job's fd 3 is closed once the runner has read its
+    script, and the daemon closes its end as soon as the script is written. Processes the
+    kernel is killing (is_dying) get `grace` seconds to be gone before they count."""
+    end = time.monotonic() + grace
+    while True:
+        found = _host_procs(lo, hi, daemon_pid)
+        if not any(is_dying(p[0]) for p in found) or time.monotonic() > end:
+            return found
+        time.sleep(0.02)
+
+
+def _host_procs(lo, hi, daemon_pid, spares=False):
+    waiting = _pipes(daemon_pid) if daemon_pid else set()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = read_status(d)
+        if not st or "Uid" not in st:
+            continue
+        uids = [int(x) for x in st["Uid"].split()]
+        if any(lo <= u < hi for u in uids) and spares == bool(_pipes(d, ["3"]) & waiting):
+            found.append((int(d), uids[0], st.get("Name", "?"), st.get("State", "?")))
+    return found
+
+
+def warm_pids(daemon_pid, lo, hi):
+    """The pids of a sandboxd's warm path: its zygote (a root child of the daemon) and its
+    spares still waiting for a job (see host_procs)."""
+    pids = {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True)}
+    for d in os.listdir("/proc"):
+        st = read_status(d) if d.isdigit() else None
+        if st and st.get("PPid") == str(daemon_pid) and st.get("Name") == "pyexec-zygote" \
+                and st.get("Uid", "").split()[:1] == ["0"]:
+            pids.add(int(d))
+    return pids

@@ -10,6 +10,7 @@ import threading
 import time
 
 from conftest import children_of, script, wait_for
+from hostview import warm_pids
 
 KINDS = {
     # kind: (how many, script, limits, expected verdict)
@@ -45,12 +46,24 @@ CONCURRENCY = 4
 
 def job_cgroups(daemon):
     """Job cgroup directories (job-<pid>-*) the daemon left under any of its cgroup parents:
-    the v1 'pyexec' directories, or its own cgroup on v2, as its start-up line names them."""
+    the v1 'pyexec' directories, or its own cgroup on v2, as its start-up line names them.
+    Those of the warm path (the zygote's, and each waiting spare's) hold exactly their one
+    process: left out."""
+    warm = warm_pids(daemon.pid, *daemon.uid_range)
     found = []
     for parent in daemon.cgroup_dirs():
         if os.path.isdir(parent):
-            found += [os.path.join(parent, d) for d in os.listdir(parent)
-                      if d.startswith(f"job-{daemon.pid}-")]
+            for d in os.listdir(parent):
+                path = os.path.join(parent, d)
+                if not d.startswith(f"job-{daemon.pid}-"):
+                    continue
+                try:
+                    with open(os.path.join(path, "cgroup.procs")) as f:
+                        procs = {int(x) for x in f.read().split()}
+                except OSError:
+                    procs = set()
+                if not (len(procs) == 1 and procs <= warm):
+                    found.append(path)
     return found
 
 
@@ -61,7 +74,7 @@ def mounts():
 
 def test_200_mixed_jobs_leak_nothing(start_daemon):
     d = start_daemon(max_running=CONCURRENCY)
-    time.sleep(0.5)  # the canary's cleanup is done
+    d.wait_warm()  # the canaries' cleanup is done, the spares are made: the idle state
     idle_fds = d.fd_count()
     mounts_before = mounts()
     assert d.job_procs() == []
@@ -137,9 +150,12 @@ def test_200_mixed_jobs_leak_nothing(start_daemon):
     # Cleanup after the last RESULT takes a moment (a v1 cgroup may stay busy briefly).
     wait_for(lambda: d.job_procs() == [], timeout=10, what="no job processes")
     wait_for(lambda: job_cgroups(d) == [], timeout=15, what="no job cgroups")
+    d.wait_warm()
     wait_for(lambda: d.fd_count() == idle_fds, timeout=15,
              what=f"the daemon's fds back to {idle_fds}")
-    assert children_of(d.pid) == []  # no zombies, no stray children
+    # No zombies, no stray children: only the zygote and its waiting spares.
+    warm = warm_pids(d.pid, *d.uid_range)
+    assert [c for c in children_of(d.pid) if c[0] not in warm] == []
     assert mounts() == mounts_before
     assert os.listdir(d.jail) == [] and not os.path.ismount(d.jail)
     assert d.healthy()
