@@ -209,6 +209,12 @@ void jail_enter(const struct jail_req *q, int sync)
 		if (poll(&p, 1, 0) != 0)
 			_exit(126);
 	}
+	/* 12b. Warm: the uid change made the process non-dumpable, so its /proc files (fd,
+	 *      environ, maps) would be root's and the job could not read its own. A cold job's
+	 *      execve sets this back; a warm one has no execve. Nothing of the daemon is in
+	 *      this address space, only the zygote's interpreter. */
+	if (q->renew && prctl(PR_SET_DUMPABLE, 1) < 0)
+		child_fail(sync, ST_CAPS, errno, NULL);
 	/* 13. Exactly the job's fds, placed in step 1b: stdin is /dev/null (of the jail now),
 	 *     1-4 are the job's, and the sync socket (5) closes on execve or, warm, right
 	 *     after the filter is in. */

@@ -109,9 +109,10 @@ static void on_job_done(struct job *j, const struct proto_result *r, void *arg)
 	struct proto_buf b = {0};
 
 	/* One line per job; never the script, its output or its result. */
-	log_info("job %llu from pid %d: %s in %u ms (cpu %u ms, peak %llu KiB)",
+	log_info("job %llu from pid %d: %s in %u ms (%s, cpu %u ms, peak %llu KiB)",
 		 (unsigned long long)cj->id, (int)c->pid, proto_verdict_name(r->verdict),
-		 r->wall_ms, r->cpu_ms, (unsigned long long)(r->peak_memory >> 10));
+		 r->wall_ms, job_is_warm(j) ? "warm" : "cold", r->cpu_ms,
+		 (unsigned long long)(r->peak_memory >> 10));
 	if (proto_encode_result(&b, cj->id, r) == 0)
 		conn_send(c, &b);
 	else {

@@ -228,8 +228,13 @@ fail:
 /* Everything of a dead zygote goes; started spares stay (they are the daemon's children). */
 static void zygote_gone(struct warm *w)
 {
+	struct job *pending[MAX_PENDING];
+	unsigned n_pending = w->n_pending;
 	siginfo_t si = { 0 };
 
+	/* First: discarding a spare asks for a new one, and there is nobody to ask now. */
+	if (w->state != W_DISABLED)
+		w->state = W_DOWN;
 	if (w->pidfd >= 0)
 		(void)waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED);
 	if (w->ev_ctl)
@@ -241,9 +246,10 @@ static void zygote_gone(struct warm *w)
 	cleanup_closep(&w->pidfd);
 	arm_watchdog(w, 0);
 	/* Requests it never answered: those spares never got a process. */
-	for (unsigned i = 0; i < w->n_pending; i++)
-		job_spare_discard(w->pending[i]);
+	memcpy(pending, w->pending, n_pending * sizeof(pending[0]));
 	w->n_pending = 0;
+	for (unsigned i = 0; i < n_pending; i++)
+		job_spare_discard(pending[i]);
 	if (w->cg_made) {
 		(void)cg_job_kill(&w->cg);
 		for (int i = 0; i < 50 && cg_job_destroy(&w->s->cg, &w->cg) == -EBUSY; i++)
@@ -459,7 +465,7 @@ void warm_refill(struct sbx *s)
 	struct warm *w = s->warm;
 	int r;
 
-	if (!w || s->stopping || (w->state != W_VERIFYING && w->state != W_UP))
+	if (!w || s->stopping || w->ctl < 0 || (w->state != W_VERIFYING && w->state != W_UP))
 		return;
 	while (s->n_spares < s->cfg->warm_spares && w->n_pending < MAX_PENDING) {
 		r = request_spare(w);

@@ -110,6 +110,9 @@ class Daemon:
                      "--max-running", str(max_running)]
         if python:
             self.argv += ["--python", python]
+        # SANDBOXD_EXTRA_ARGS: the same suite on another configuration (ctest's *.cold tests
+        # run it with "--warm-spares 0", the cold path only).
+        self.argv += os.environ.get("SANDBOXD_EXTRA_ARGS", "").split()
         self.argv += list(flags)
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                     SECRET_NAME: SECRET_VALUE}
@@ -196,6 +199,18 @@ class Daemon:
         assert (r["verdict"], r["result"]) == ("ok", '"still here"'), r
         return True
 
+    @property
+    def warm(self):
+        """The warm path is configured (the default; --warm-spares 0 turns it off)."""
+        args = self.argv
+        return not any(a == "--warm-spares" and b == "0" for a, b in zip(args, args[1:]))
+
+    @property
+    def n_slots(self):
+        """Host uids the daemon uses from uid_base on: one per running job, and on the warm
+        path one per spare (4 by default) and one for the warm canary."""
+        return self.max_running + (4 + 1 if self.warm else 0)
+
     def wait_warm(self, spares=4, timeout=60):
         """Until the warm path is verified and `spares` spares wait (the default count)."""
         wait_for(lambda: "warm path: verified" in self.log(), timeout, what="the warm path")
@@ -276,10 +291,13 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(scope="session")
 def daemon():
-    """The session's sandboxd: 4 jobs at once, default limits."""
+    """The session's sandboxd: 4 jobs at once, default limits. On the warm path (the default)
+    the tests start once the zygote is verified, so every job with default limits runs warm."""
     d = Daemon(max_running=4)
     try:
         d.start()
+        if d.warm:
+            d.wait_warm()
         yield d
     finally:
         rc = d.stop()

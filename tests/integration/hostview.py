@@ -95,13 +95,19 @@ def _host_procs(lo, hi, daemon_pid, spares=False):
     return found
 
 
-def warm_pids(daemon_pid, lo, hi):
-    """The pids of a sandboxd's warm path: its zygote (a root child of the daemon) and its
-    spares still waiting for a job (see host_procs)."""
-    pids = {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True)}
+def zygote_pids(daemon_pid):
+    """A sandboxd's zygote: its child named pyexec-zygote in its own PID namespace (spares,
+    its other children of that name, are each in a new one)."""
+    pids = set()
     for d in os.listdir("/proc"):
         st = read_status(d) if d.isdigit() else None
         if st and st.get("PPid") == str(daemon_pid) and st.get("Name") == "pyexec-zygote" \
-                and st.get("Uid", "").split()[:1] == ["0"]:
+                and len(st.get("NSpid", "").split()) == 1:
             pids.add(int(d))
     return pids
+
+
+def warm_pids(daemon_pid, lo, hi):
+    """The pids of a sandboxd's warm path: its zygote and its spares still waiting for a job
+    (see host_procs)."""
+    return {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True)} | zygote_pids(daemon_pid)

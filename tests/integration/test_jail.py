@@ -101,7 +101,9 @@ def test_host_processes_are_invisible(run):
     assert v["pids"] == [1]
     assert v["me"] == 1
     assert v["ppid"] == 0  # the daemon is outside the PID namespace
-    assert v["cmdline1"][-2].endswith("runner.py"), v["cmdline1"]
+    # pid 1 is the runner: exec'ed by the daemon (cold), or the zygote's clone (warm).
+    assert v["cmdline1"][-2].endswith("runner.py") or \
+        v["cmdline1"][:-1] == ["/opt/pyexec/pyexec-zygote", "/usr/bin/python3.11"], v["cmdline1"]
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_identity_capabilities_seccomp(daemon, run):
     assert v["nnp"] == "1"
     inside, host, count = (int(x) for x in v["uid_map"])
     assert (inside, count) == (1000, 1)
-    assert daemon.uid_base <= host < daemon.uid_base + daemon.max_running
+    assert daemon.uid_base <= host < daemon.uid_base + daemon.n_slots
     assert v["gid_map"] == v["uid_map"]
     assert v["setgroups"] == "deny"
 
@@ -316,7 +318,7 @@ def test_children_do_not_outlive_the_deadline(daemon):
     r = got[1][1]
     assert r["verdict"] == "timeout", r
     assert r["message"] == "Script execution timed out"
-    # The RESULT comes after the whole job is gone: nothing with the job's uids remains.
+    # The RESULT comes once the whole job is killed: nothing with the job's uids remains.
     assert daemon.job_procs() == []
 
 
@@ -329,7 +331,7 @@ def test_signalling_the_parent_kills_only_the_job(daemon):
             os.setresuid(uid, uid, uid)
         return f
     sleepers = [subprocess.Popen(["sleep", "300"], preexec_fn=as_uid(daemon.uid_base + i))
-                for i in range(daemon.max_running)]
+                for i in range(daemon.n_slots)]
     try:
         other = daemon.client()
         other.submit(7, "import time\ndef main():\n    time.sleep(3)\n    return 'unharmed'\n")

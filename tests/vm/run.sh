@@ -86,7 +86,7 @@ chmod 755 "$P/harness/run" "$P/harness/sandboxd-in-scope"
 # (VMTEST_SUITE: pytest arguments, test files of tests/integration; "none" skips them).
 # test_daemon.py and test_leaks.py are left out because two of their 49 tests assume
 # cgroup v1 paths (test_two_daemons_never_share_a_job_cgroup, test_200_mixed_jobs_leak_nothing).
-SUITE=${VMTEST_SUITE:-test_examples.py test_jail.py test_cli.py}
+SUITE=${VMTEST_SUITE:-test_examples.py test_jail.py test_cli.py test_warm.py}
 if [ "$SUITE" != none ]; then
   cp -a "$HERE/../integration" "$P/harness/integration"
   find "$P/harness/integration" -name __pycache__ -prune -exec rm -rf {} +

@@ -20,7 +20,7 @@ CACHE=${VMTEST_CACHE:-/var/cache/pyexec-vmtest}
 KEY=$(sha256sum "$HERE/vmtest.sh" | cut -c1-16)   # any change to this file: a new image
 W=$CACHE/$KEY
 # python3-pytest, python3-requests and curl: so the project's own tests can run in the guest.
-PKGS=systemd,systemd-sysv,dbus,kmod,python3,python3-numpy,python3-pandas,libevent-2.1-7,libjansson4,libcap2,libseccomp2,iproute2,procps,python3-pytest,python3-requests,curl
+PKGS=systemd,systemd-sysv,dbus,kmod,python3,python3-numpy,python3-pandas,libpython3.11,libevent-2.1-7,libjansson4,libcap2,libseccomp2,iproute2,procps,python3-pytest,python3-requests,curl
 STAGE0_MODS="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
   drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk lib/crc16
   fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4"

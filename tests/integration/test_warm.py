@@ -1,0 +1,212 @@
+"""The warm path: a zygote with numpy and pandas loaded clones one process per job ahead of time.
+
+Every jail test (test_jail.py) runs on the warm path already (the session daemon waits for
+it); these are the properties only the warm path has: what each job gets fresh although it
+was forked from one template, what the zygote itself may do, and what happens when it dies.
+"""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import read_status, script, wait_for
+from hostview import warm_pids, zygote_pids
+
+
+def ok(r):
+    assert r["verdict"] == "ok", r
+    return json.loads(r["result"])
+
+
+def zygote_pid(d):
+    pids = zygote_pids(d.pid)
+    assert len(pids) == 1, pids
+    return pids.pop()
+
+
+EXE = "import os\ndef main():\n    return os.readlink('/proc/self/exe')\n"
+ZYGOTE_EXE = "/opt/pyexec/pyexec-zygote"
+PYTHON_EXE = "/usr/bin/python3.11"
+
+
+@pytest.fixture
+def warm_daemon(daemon):
+    if not daemon.warm:
+        pytest.skip("the warm path is off in this run (--warm-spares 0)")
+    return daemon
+
+
+def test_each_zygote_is_verified_by_a_canary_before_it_serves(warm_daemon):
+    log = warm_daemon.log()
+    assert "canary (cold): uid 1000" in log
+    assert "canary (warm): uid 1000" in log
+    assert log.index("canary (warm)") < log.index("warm path: verified")
+
+
+def test_default_jobs_run_in_a_spare_of_the_zygote(warm_daemon, run):
+    assert ok(run(EXE)) == ZYGOTE_EXE
+    assert ok(run("import sys\ndef main():\n    return [sys.executable, sys.flags.isolated,"
+                  " sys.flags.no_site, sys.flags.dont_write_bytecode]\n")) == [
+        PYTHON_EXE, 1, 1, 1]
+    warm_daemon.mark_log()
+    ok(run("def main():\n    return 1\n"))
+    assert "ok in" in warm_daemon.log_since_mark() and "(warm," in warm_daemon.log_since_mark()
+
+
+def test_jobs_with_their_own_limits_run_cold(warm_daemon, run):
+    assert ok(run(EXE, memory_mb=256)) == PYTHON_EXE
+    assert ok(run(EXE, timeout_ms=5000)) == PYTHON_EXE
+
+
+def test_random_state_is_fresh_in_every_job(warm_daemon, run):
+    src = script("""
+        import os, random, uuid
+        import numpy as np
+        def main():
+            return [random.random(), float(np.random.rand()), str(uuid.uuid4()),
+                    os.urandom(8).hex(), float(np.random.default_rng().random())]
+    """)
+    draws = [ok(run(src)) for _ in range(4)]
+    for i in range(5):
+        column = [d[i] for d in draws]
+        assert len(set(column)) == len(column), (i, column)
+
+
+def test_nothing_of_one_warm_job_reaches_the_next(warm_daemon, run):
+    """Module state, /tmp, /dev/shm and the environment are per job, although every job is a
+    fork of one template process."""
+    first = script("""
+        import os, sys, json
+        import numpy as np
+        def main():
+            np.seterr(all='raise')
+            json.dumps = None
+            sys.modules['pandas'].marker = 'left behind'
+            os.environ['LEFT'] = 'behind'
+            open('/tmp/left', 'w').write('x')
+            open('/dev/shm/left', 'w').write('x')
+            sys.path.append('/tmp')
+            return 'done'
+    """)
+    second = script("""
+        import os, sys, json
+        import numpy as np
+        import pandas as pd
+        def main():
+            return {'seterr': np.geterr()['divide'], 'dumps': json.dumps is not None,
+                    'marker': hasattr(pd, 'marker'), 'env': 'LEFT' in os.environ,
+                    'tmp': os.listdir('/tmp'), 'shm': os.listdir('/dev/shm'),
+                    'path': '/tmp' in sys.path}
+    """)
+    assert ok(run(first)) == "done"
+    assert ok(run(second)) == {"seterr": "warn", "dumps": True, "marker": False,
+                               "env": False, "tmp": [], "shm": [], "path": False}
+
+
+def test_a_job_sees_neither_the_zygote_nor_the_spares(warm_daemon, run):
+    r = ok(run(script("""
+        import os
+        def main():
+            pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+            return {'pids': pids, 'ppid': os.getppid(),
+                    'env': sorted(open('/proc/1/environ').read().split('\\0'))[1:4]}
+    """)))
+    assert r["pids"] == [1] and r["ppid"] == 0
+    assert r["env"] == ["HOME=/tmp", "LANG=C.UTF-8", "LC_ALL=C.UTF-8"], r["env"]
+
+
+def test_the_zygote_keeps_five_capabilities_and_no_network(warm_daemon):
+    z = zygote_pid(warm_daemon)
+    st = read_status(z)
+    # CAP_SETGID 6, CAP_SETUID 7, CAP_SETPCAP 8, CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
+    want = (1 << 6) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 21)
+    for field in ("CapPrm", "CapEff", "CapBnd"):
+        assert int(st[field], 16) == want, (field, st[field])
+    assert int(st["CapInh"], 16) == 0 and int(st["CapAmb"], 16) == 0
+    assert st["NoNewPrivs"] == "1"
+    # Its own network namespace, with nothing but lo; its own mount namespace, read-only root.
+    assert os.readlink(f"/proc/{z}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert os.readlink(f"/proc/{z}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    with open(f"/proc/{z}/net/dev") as f:
+        assert [l.split(":")[0].strip() for l in f.readlines()[2:]] == ["lo"]
+    with open(f"/proc/{z}/mountinfo") as f:
+        root = [l.split() for l in f if l.split()[4] == "/"]
+    assert len(root) == 1 and "ro" in root[0][5].split(","), root
+    with open(f"/proc/{z}/environ", "rb") as f:
+        env = f.read().split(b"\0")
+    assert not [e for e in env if e.startswith(b"PYEXEC_TEST_SECRET")], env
+
+
+def test_a_killed_zygote_is_replaced_and_jobs_run_cold_meanwhile(start_daemon):
+    d = start_daemon()
+    d.wait_warm()
+    assert ok(d.run(EXE)) == ZYGOTE_EXE
+    z = zygote_pid(d)
+    d.mark_log()
+    os.kill(z, signal.SIGKILL)
+    wait_for(lambda: "zygote: exited (signal 9)" in d.log_since_mark(), 20,
+             what="the daemon to notice")
+    # Spares made before stay usable; then jobs run cold until the new zygote passes its
+    # canary, and warm again after.
+    exes = [ok(d.run(EXE)) for _ in range(8)]
+    assert set(exes) <= {ZYGOTE_EXE, PYTHON_EXE}, exes
+    wait_for(lambda: d.log_since_mark().count("warm path: verified") == 1, 60,
+             what="a new zygote verified")
+    d.wait_warm()
+    assert zygote_pid(d) != z
+    assert ok(d.run(EXE)) == ZYGOTE_EXE
+    assert d.job_procs() == []
+
+
+def test_a_killed_spare_is_replaced(start_daemon):
+    d = start_daemon()
+    d.wait_warm()
+    z = zygote_pid(d)
+    spares = sorted(warm_pids(d.pid, *d.uid_range) - {z})
+    assert len(spares) == 4
+    os.kill(spares[0], signal.SIGKILL)
+    wait_for(lambda: spares[0] not in warm_pids(d.pid, *d.uid_range), 10,
+             what="the spare to go")
+    d.wait_warm()
+    assert ok(d.run(EXE)) == ZYGOTE_EXE
+    assert zygote_pid(d) == z
+
+
+def test_cold_path_only(start_daemon):
+    d = start_daemon("--warm-spares", "0")
+    assert ok(d.run(EXE)) == PYTHON_EXE
+    assert warm_pids(d.pid, *d.uid_range) == set()
+    assert "zygote" not in d.log()
+
+
+def test_spares_never_count_as_running_or_queued(warm_daemon):
+    with warm_daemon.client() as c:
+        pong = c.ping()
+    assert (pong["running"], pong["queued"]) == (0, 0)
+
+
+def test_a_burst_waits_for_spares_and_every_job_runs_warm(warm_daemon):
+    """More jobs at once than spares: each waits for the next spare (admitted, not queued),
+    none falls back to a cold start while the warm path is up."""
+    n = 12
+    with warm_daemon.client() as c:
+        for i in range(1, n + 1):
+            c.submit(i, EXE)
+        got, _ = c.collect(list(range(1, n + 1)))
+    exes = [json.loads(got[i][1]["result"]) for i in range(1, n + 1)]
+    assert exes == [ZYGOTE_EXE] * n
+
+
+def test_the_zygote_never_holds_a_script_or_result(warm_daemon, run):
+    """The script goes to the spare on its own pipe; the zygote's fds are its control socket
+    and the stdio sandboxd gave it."""
+    marker = "zygote-must-not-see-%d" % os.getpid()
+    assert ok(run(f"def main():\n    return '{marker}'\n")) == marker
+    warm_daemon.wait_warm()  # the spares are refilled: no fds in flight to a new one
+    z = zygote_pid(warm_daemon)
+    fds = sorted(int(f) for f in os.listdir(f"/proc/{z}/fd"))
+    assert fds == [0, 1, 2, 3], fds
+    with open(f"/proc/{z}/cmdline", "rb") as f:
+        assert marker.encode() not in f.read()
