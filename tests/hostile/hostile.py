@@ -128,6 +128,27 @@ class Service:
         assert (a.status, a.body) == (200, HELLO_BODY), a
 
 
+def job_cpu_limit(pid):
+    """The CPU bandwidth of the cgroup a job process is in, in CPUs (None: unlimited), read on
+    the host from cgroup v1's cpu controller or v2's cpu.max."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, controllers, path in lines:
+        if "cpu" in controllers.split(","):
+            d = f"/sys/fs/cgroup/{controllers}{path}"
+            if not os.path.isdir(d):
+                d = f"/sys/fs/cgroup/cpu{path}"
+            with open(d + "/cpu.cfs_quota_us") as q, open(d + "/cpu.cfs_period_us") as p:
+                quota, period = int(q.read()), int(p.read())
+            return None if quota < 0 else quota / period
+    for _, controllers, path in lines:
+        if controllers == "":
+            with open(f"/sys/fs/cgroup{path}/cpu.max") as f:
+                quota, period = f.read().split()
+            return None if quota == "max" else int(quota) / int(period)
+    raise AssertionError(f"no cpu cgroup for pid {pid}: {lines}")
+
+
 # ---- expectations -----------------------------------------------------------------------------
 
 def expect(a, status, body, verdict=None):

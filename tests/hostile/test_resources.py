@@ -5,8 +5,8 @@ import errno
 
 import pytest
 
-from hostile import (HANG_MS, HTTP_TIMEOUT, OOM, TIMED_OUT, Attacks, expect, result_of, script,
-                     wait_for)
+from hostile import (HANG_MS, HTTP_TIMEOUT, OOM, TIMED_OUT, Attacks, expect, job_cpu_limit,
+                     result_of, script, wait_for)
 
 attack = Attacks()
 MiB = 1 << 20
@@ -259,16 +259,25 @@ def child_keeps_writing_after_main_returns(svc):
 
 # ---- CPU --------------------------------------------------------------------------------------
 
-def assert_one_cpu(a):
-    """CPU bandwidth: one CPU per job. On 2 cores an unbounded job would use about twice its
-    wall time; the margin leaves room for accounting granularity on a busy host."""
+def spin_on_one_cpu(svc, src):
+    """Runs a job that spins until its deadline. While it runs, its cgroup must allow exactly
+    one CPU (read on the host, whatever the load); afterwards its CPU time must fit about
+    one CPU too: on 2 cores an unbounded job uses about twice its wall time, and the margin
+    leaves room for accounting granularity (a busy host only makes the job use less)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(svc.execute, src, timeout_ms=HANG_MS)
+        pid = wait_for(svc.job_procs, HTTP_TIMEOUT, interval=0.02, what="the job")[0][0]
+        limit = job_cpu_limit(pid)
+        a = fut.result(HTTP_TIMEOUT)
+    expect(a, 400, {"error": TIMED_OUT, "stdout": ""}, verdict="timeout")
+    assert limit == 1.0, limit
     wall, cpu = int(a.headers["X-Pyexec-Wall-Ms"]), int(a.headers["X-Pyexec-Cpu-Ms"])
     assert cpu <= 1.5 * wall + 300, (cpu, wall)
 
 
 @attack
 def cpu_in_threads(svc):
-    a = svc.execute(script("""
+    spin_on_one_cpu(svc, script("""
         import threading
         def spin():
             while True:
@@ -277,14 +286,12 @@ def cpu_in_threads(svc):
             for i in range(8):
                 threading.Thread(target=spin, daemon=True).start()
             spin()
-    """), timeout_ms=HANG_MS)
-    expect(a, 400, {"error": TIMED_OUT, "stdout": ""}, verdict="timeout")
-    assert_one_cpu(a)
+    """))
 
 
 @attack
 def cpu_in_processes(svc):
-    a = svc.execute(script("""
+    spin_on_one_cpu(svc, script("""
         import os
         def main():
             for i in range(4):
@@ -292,9 +299,7 @@ def cpu_in_processes(svc):
                     break
             while True:
                 pass
-    """), timeout_ms=HANG_MS)
-    expect(a, 400, {"error": TIMED_OUT, "stdout": ""}, verdict="timeout")
-    assert_one_cpu(a)
+    """))
 
 
 # ---- the deadline and what outlives main() ----------------------------------------------------
