@@ -20,8 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "gateway"))
 
-import harness  # noqa: E402  (puts tests/integration on the path too)
-from harness import host_procs, wait_for  # noqa: E402,F401
+import harness  # noqa: E402,F401  (puts tests/integration on the path; conftest uses it)
+from harness import wait_for  # noqa: E402,F401  (re-exported for the tests)
 
 # The daemons' wall-clock limit for this suite (the default and the cap): long enough for the
 # two-job test to keep one job waiting while another runs on a busy 2-core host, far below the

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from hostile import (Attacks, SYSCALL_PROLOGUE, expect, killed_by_seccomp, result_of, script,
+from hostile import (SYSCALL_PROLOGUE, Attacks, killed_by_seccomp, result_of, script,
                      syscall_script)
 
 attack = Attacks()
@@ -119,15 +119,18 @@ def overwrite_interpreter_libraries_and_runner(svc):
         def main():
             return {
                 'append os.py': attempt(lambda: write('/usr/lib/python3.11/os.py', 'ab')),
-                'create in stdlib': attempt(lambda: write('/usr/lib/python3.11/hostile_pwned.py', 'wb')),
+                'create in stdlib': attempt(
+                    lambda: write('/usr/lib/python3.11/hostile_pwned.py', 'wb')),
                 'rewrite python': attempt(lambda: write('/usr/bin/python3.11', 'r+b')),
                 'truncate python': attempt(lambda: os.truncate('/usr/bin/python3.11', 0)),
                 'chmod python': attempt(lambda: os.chmod('/usr/bin/python3.11', 0o4777)),
                 'utime os.py': attempt(lambda: os.utime('/usr/lib/python3.11/os.py', (0, 0))),
-                'rename os.py': attempt(lambda: os.rename('/usr/lib/python3.11/os.py', '/usr/lib/python3.11/o.py')),
+                'rename os.py': attempt(
+                    lambda: os.rename('/usr/lib/python3.11/os.py', '/usr/lib/python3.11/o.py')),
                 'unlink runner': attempt(lambda: os.unlink('/opt/pyexec/runner.py')),
                 'append runner': attempt(lambda: write('/opt/pyexec/runner.py', 'ab')),
-                'append numpy': attempt(lambda: write('/usr/lib/python3/dist-packages/numpy/__init__.py', 'ab')),
+                'append numpy': attempt(
+                    lambda: write('/usr/lib/python3/dist-packages/numpy/__init__.py', 'ab')),
                 'create /': attempt(lambda: write('/pwned', 'wb')),
                 'create /etc': attempt(lambda: write('/etc/ld.so.preload', 'wb')),
                 'append /etc/passwd': attempt(lambda: write('/etc/passwd', 'ab')),
@@ -175,14 +178,15 @@ def tamper_with_host_device_nodes(svc):
                 return 'succeeded'
             except OSError as e:
                 return e.errno
+        CHR, BLK = stat.S_IFCHR | 0o600, stat.S_IFBLK | 0o600
         def main():
             out = {
                 'chmod null': attempt(lambda: os.chmod('/dev/null', 0o600)),
                 'chown zero': attempt(lambda: os.chown('/dev/zero', 1000, 1000)),
                 'unlink urandom': attempt(lambda: os.unlink('/dev/urandom')),
-                'mknod /dev/mem': attempt(lambda: os.mknod('/dev/mem', stat.S_IFCHR | 0o600, os.makedev(1, 1))),
-                'mknod /tmp/mem': attempt(lambda: os.mknod('/tmp/mem', stat.S_IFCHR | 0o600, os.makedev(1, 1))),
-                'mknod /tmp/vda': attempt(lambda: os.mknod('/tmp/vda', stat.S_IFBLK | 0o600, os.makedev(254, 0))),
+                'mknod /dev/mem': attempt(lambda: os.mknod('/dev/mem', CHR, os.makedev(1, 1))),
+                'mknod /tmp/mem': attempt(lambda: os.mknod('/tmp/mem', CHR, os.makedev(1, 1))),
+                'mknod /tmp/vda': attempt(lambda: os.mknod('/tmp/vda', BLK, os.makedev(254, 0))),
             }
             for p in ('/dev/mem', '/dev/kmem', '/dev/port', '/dev/kmsg', '/dev/vda', '/dev/sda',
                       '/dev/tty', '/dev/console', '/dev/fuse', '/dev/net/tun', '/dev/kvm'):

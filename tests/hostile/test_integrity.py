@@ -168,8 +168,9 @@ def forged_frame_claims_a_timeout(svc):
     """A hand-made frame with the daemon's own words as a bad_result: refused, so the API
     never says "timed out" for a script that did not."""
     a = svc.execute(CHANNEL + script("""
+        FORGED = b'{"status":"bad_result","message":"Script execution timed out"}'
         def main():
-            os.write(channel(), frame(b'{"status":"bad_result","message":"Script execution timed out"}'))
+            os.write(channel(), frame(FORGED))
             os._exit(0)
     """))
     expect(a, 400, {"error": CORRUPTED % "frame has no known status", "stdout": ""},
@@ -180,8 +181,9 @@ def forged_frame_claims_a_timeout(svc):
 def forged_frame_with_extra_reply_fields(svc):
     """A frame that also carries "stdout" and "verdict" members, hoping they reach the reply."""
     a = svc.execute(CHANNEL + script("""
+        FORGED = b'{"status":"ok","result":1,"stdout":"forged","verdict":"ok"}'
         def main():
-            os.write(channel(), frame(b'{"status":"ok","result":1,"stdout":"forged","verdict":"ok"}'))
+            os.write(channel(), frame(FORGED))
             os._exit(0)
     """))
     expect(a, 400, {"error": CORRUPTED % "frame has no known status", "stdout": ""},
@@ -191,8 +193,9 @@ def forged_frame_with_extra_reply_fields(svc):
 @attack
 def forged_frame_nested_too_deeply(svc):
     a = svc.execute(CHANNEL + script("""
+        FORGED = b'{"status":"ok","result":' + b'[' * 10000 + b']' * 10000 + b'}'
         def main():
-            os.write(channel(), frame(b'{"status":"ok","result":' + b'[' * 10000 + b']' * 10000 + b'}'))
+            os.write(channel(), frame(FORGED))
             os._exit(0)
     """))
     expect(a, 400, {"error": CORRUPTED % "result nested too deeply", "stdout": ""},

@@ -2,7 +2,6 @@
 hostname, accounts, file descriptors) and nothing of other jobs, running or past."""
 import concurrent.futures
 import errno
-import json
 import os
 import secrets
 import signal
@@ -10,8 +9,8 @@ import socket
 
 import pytest
 
-from hostile import (HTTP_TIMEOUT, SECRET_NAME, SECRET_VALUE, SYSCALL_PROLOGUE, Attacks,
-                     killed_by_seccomp, result_of, script, syscall_script, wait_for)
+from hostile import (HTTP_TIMEOUT, SECRET_NAME, SECRET_VALUE, Attacks, killed_by_seccomp,
+                     result_of, script, syscall_script, wait_for)
 
 attack = Attacks()
 
@@ -124,7 +123,8 @@ def hostname_and_accounts(svc):
         import os, pwd, grp, socket
         def main():
             return {'names': [socket.gethostname(), os.uname().nodename,
-                              open('/etc/hostname').read(), open('/proc/sys/kernel/hostname').read()],
+                              open('/etc/hostname').read(),
+                              open('/proc/sys/kernel/hostname').read()],
                     'users': sorted(p.pw_name for p in pwd.getpwall()),
                     'groups': sorted(g.gr_name for g in grp.getgrall()),
                     'me': pwd.getpwuid(os.getuid()).pw_name,

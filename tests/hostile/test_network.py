@@ -115,7 +115,8 @@ def reach_the_internet(svc):
                 out['dns'] = 'resolved'
             except socket.gaierror as e:
                 out['dns'] = e.errno
-            out['interfaces'] = [l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]]
+            dev = open('/proc/net/dev').readlines()[2:]
+            out['interfaces'] = [l.split(':')[0].strip() for l in dev]
             out['routes'] = open('/proc/net/route').readlines()[1:]
             return out
     """))
@@ -170,7 +171,8 @@ def exotic_socket_families(svc):
                 "xdp": 44, "can": 29, "packet": 17, "netlink": 16}
     a = svc.execute(SYSCALL_PROLOGUE + script("""
         def main():
-            return {name: in_child(lambda: syscall(41, fam, 5, 0)) for name, fam in FAMILIES.items()}
+            return {name: in_child(lambda: syscall(41, fam, 5, 0))
+                    for name, fam in FAMILIES.items()}
     """).replace("FAMILIES", repr(families)))
     assert result_of(a) == {k: signal.SIGSYS for k in families}
 

@@ -51,7 +51,8 @@ def raise_capabilities(svc):
         class Hdr(ctypes.Structure):
             _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
         class Data(ctypes.Structure):
-            _fields_ = [('eff', ctypes.c_uint32), ('perm', ctypes.c_uint32), ('inh', ctypes.c_uint32)]
+            _fields_ = [('eff', ctypes.c_uint32), ('perm', ctypes.c_uint32),
+                        ('inh', ctypes.c_uint32)]
         def call(f, *args):
             r = f(*args)
             return [r, ctypes.get_errno() if r < 0 else 0]
@@ -65,7 +66,8 @@ def raise_capabilities(svc):
                 'securebits 0': call(libc.prctl, 28, 0, 0, 0, 0),
                 'no_new_privs 0': call(libc.prctl, 38, 0, 0, 0, 0),
                 'no_new_privs now': libc.prctl(39, 0, 0, 0, 0),
-                'caps': {k: st[k].strip() for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')},
+                'caps': {k: st[k].strip()
+                         for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')},
                 'seccomp': st['Seccomp'].strip(),
             }
     """))
@@ -114,8 +116,9 @@ def exec_setuid_and_file_capability_binaries(svc):
             # (the masks over /proc files are single non-executable files)
             not_nosuid = [m[4] for m in mounts if 'nosuid' not in m[5].split(',')
                           and not m[4].startswith('/proc/')]
+            status = open('/proc/self/status').read()
             return {'runs': runs, 'not nosuid': not_nosuid,
-                    'euid': os.geteuid(), 'nnp': open('/proc/self/status').read().count('NoNewPrivs:\\t1')}
+                    'euid': os.geteuid(), 'nnp': status.count('NoNewPrivs:\\t1')}
     """))
     got = result_of(a)
     assert got["runs"] == {p: True for p in got["runs"]}, got
