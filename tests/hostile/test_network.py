@@ -228,9 +228,11 @@ def a_service_in_the_job_is_not_on_the_host(svc):
     """The other way round: a job listening on 127.0.0.1 is invisible from the host's
     loopback. The host waits until the job's namespace shows the socket listening, connects,
     then tells the job (SIGUSR1) to return how many connections it got."""
-    probe = socket.create_server(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # a port free on the host now; the job listens on the same number
+    # The host holds the port bound but not listening: nothing on the host can take it, and
+    # a connection to it is refused; the job listens on the same number in its namespace.
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
     src = script(f"""
         import signal, socket
         def main():
@@ -257,13 +259,16 @@ def a_service_in_the_job_is_not_on_the_host(svc):
                 pass
         return None
 
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(svc.execute, src)
-        pid = wait_for(job_listening, HTTP_TIMEOUT, interval=0.02, what="the job to listen")
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=5)
-        os.kill(pid, signal.SIGUSR1)
-        a = fut.result(HTTP_TIMEOUT)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            fut = ex.submit(svc.execute, src)
+            pid = wait_for(job_listening, HTTP_TIMEOUT, interval=0.02, what="the job to listen")
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5)
+            os.kill(pid, signal.SIGUSR1)
+            a = fut.result(HTTP_TIMEOUT)
+    finally:
+        held.close()
     assert result_of(a) == {"woken": True, "accepted": 0}
 
 
