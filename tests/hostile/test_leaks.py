@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from hostile import (HTTP_TIMEOUT, SECRET_NAME, SECRET_VALUE, Attacks, killed_by_seccomp,
-                     result_of, script, syscall_script, wait_for)
+from hostile import (HTTP_TIMEOUT, SECRET_NAME, SECRET_VALUE, SYSCALL_PROLOGUE, Attacks,
+                     killed_by_seccomp, result_of, script, syscall_script, wait_for)
 
 attack = Attacks()
 
@@ -157,6 +157,23 @@ def inherited_file_descriptors(svc):
     """))
     got = result_of(a)
     assert got == {"0": "/dev/null", "1": "pipe", "2": "pipe", "63": "pipe"}, got
+
+
+@attack
+def side_channels_on_the_shared_files(svc):
+    """Every job binds the same host inodes (interpreter, libraries, numpy, pandas): inotify
+    on them would show other jobs' imports as they happen, and mincore the page cache they
+    warmed. Both calls get EPERM."""
+    a = svc.execute(SYSCALL_PROLOGUE + script("""
+        def main():
+            fd = os.open('/usr/lib/python3.11/os.py', os.O_RDONLY)
+            libc.mmap.restype = ctypes.c_void_p
+            addr = libc.mmap(None, 4096, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED: a host page
+            vec = ctypes.create_string_buffer(1)
+            return {'inotify_init1': syscall(294, 0),
+                    'mincore': syscall(27, addr, 4096, ctypes.addressof(vec))}
+    """))
+    assert result_of(a) == {"inotify_init1": [-1, errno.EPERM], "mincore": [-1, errno.EPERM]}
 
 
 @attack
