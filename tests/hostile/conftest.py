@@ -22,7 +22,7 @@ def pytest_sessionstart(session):
     reason = harness.skip_reason()
     if reason:
         # ctest's SKIP_RETURN_CODE is 77; pytest has no exit status for "all skipped".
-        sys.stdout.write(f"SKIPPED: {reason}\n")
+        sys.stdout.write(f"SKIPPED: the hostile suite cannot run here: {reason}\n")
         sys.stdout.flush()
         os._exit(77)
     missing = harness.missing_binaries()
