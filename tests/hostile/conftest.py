@@ -1,0 +1,73 @@
+"""Fixtures of the hostile suite: one real sandboxd (short wall-clock limit, a secret in its
+environment) and one real gatewayd in front of it per test file (see hostile.py).
+
+When the host cannot run the suite (not root, no namespaces, no pyexec account), the session
+exits with status 77, which ctest reports as skipped, after printing why.
+"""
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import hostile  # noqa: E402
+from hostile import harness  # noqa: E402
+
+_all = []  # the daemons of this session, for the failure report
+
+
+def pytest_sessionstart(session):
+    reason = harness.skip_reason()
+    if reason:
+        # ctest's SKIP_RETURN_CODE is 77; pytest has no exit status for "all skipped".
+        sys.stdout.write(f"SKIPPED: the hostile suite cannot run here: {reason}\n")
+        sys.stdout.flush()
+        os._exit(77)
+    missing = harness.missing_binaries()
+    if missing:
+        sys.stdout.write(f"ERROR: not built: {', '.join(missing)} (build first, or set "
+                         "SANDBOXD and GATEWAYD)\n")
+        sys.stdout.flush()
+        os._exit(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._marks = {id(d): len(d.log()) for d in _all}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed attack shows what each daemon logged meanwhile."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for d in _all:
+            start = getattr(item, "_marks", {}).get(id(d), 0)
+            tail = d.log()[start:][-15000:]
+            if tail:
+                rep.sections.append((f"{type(d).__name__} log ({d.log_path})", tail))
+
+
+@pytest.fixture(scope="session")
+def svc():
+    """sandboxd (4 jobs at once, JOB_TIMEOUT_MS) and gatewayd with the same cap, both with
+    SECRET_NAME in their environment."""
+    sb = harness.Sandbox("--timeout-ms", str(hostile.JOB_TIMEOUT_MS), max_running=4)
+    sb.env[hostile.SECRET_NAME] = hostile.SECRET_VALUE
+    _all.append(sb)
+    gw = None
+    try:
+        sb.start()
+        gw = harness.Gateway(sb.socket, "--timeout-ms", str(hostile.JOB_TIMEOUT_MS),
+                             env={hostile.SECRET_NAME: hostile.SECRET_VALUE})
+        _all.append(gw)
+        gw.start()
+        gw.wait_connected()
+        yield hostile.Service(sb, gw)
+    finally:
+        if gw is not None:
+            gw.cleanup()
+        sb.cleanup()
