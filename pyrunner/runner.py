@@ -31,6 +31,11 @@ import sys
 
 import posix
 
+# The script runs in this interpreter and may replace builtins (type, isinstance, len...) or
+# posix functions; the runner uses its own references, bound here before any script ran.
+globals().update({k: v for k, v in vars(builtins).items() if not k.startswith("__")})
+_exit, _write, _getpid = posix._exit, posix.write, posix.getpid
+
 SCRIPT_FD = 3
 RESULT_FD = 4
 SCRIPT_NAME = "<script>"
@@ -40,6 +45,7 @@ MAX_DEPTH = 64  # containers nested deeper than this are refused
 MAX_VALUES = 1000000  # array elements plus object keys and values (sandboxd's limit too)
 MAX_MESSAGE = 4000  # bytes of an error message; the daemon's is 4096 with its prefix
 EXIT_NO_CHANNEL = 70  # the frame could not be written: the daemon reports "no result"
+RUNNER_PID = None  # set by runner_main(): the process that reports
 # The private copy of the result fd is placed at or above this number so that the fds the
 # script opens (3, 4, 5, ...) are never it by accident.
 PRIVATE_FD_MIN = 63
@@ -121,7 +127,7 @@ def setup_stdio():
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[posix.write(fd, view):]
+        view = view[_write(fd, view):]
 
 
 def flush_stdio():
@@ -679,24 +685,32 @@ def run(source_bytes):
 
 
 def send(fd, reply):
-    """Write the one frame and leave at once; exit 70 if the channel is gone."""
+    """Write the one frame and leave at once; exit 70 if the channel is gone.
+
+    Only the job's first process (pid 1 of its namespace) reports: a child the script forked
+    that returns from main() too leaves without a frame, and the parent's answer stands."""
+    if _getpid() != RUNNER_PID:
+        flush_stdio()
+        _exit(0)
     try:
         payload = reply if type(reply) is bytes else utf8(json_dumps(reply))
         frame = FRAME_MAGIC + len(payload).to_bytes(4, "big") + payload
         flush_stdio()  # everything printed is in the stdout pipe before the frame is sent
         write_all(fd, frame)
     except BaseException:
-        posix._exit(EXIT_NO_CHANNEL)
+        _exit(EXIT_NO_CHANNEL)
     flush_stdio()
-    posix._exit(0)
+    _exit(0)
 
 
 def runner_main():
+    global RUNNER_PID
+    RUNNER_PID = _getpid()
     sys.path[:] = isolated_path()
     try:
         fd = take_result_channel()
     except BaseException:
-        posix._exit(EXIT_NO_CHANNEL)
+        _exit(EXIT_NO_CHANNEL)
     try:
         source_bytes = read_script()
         setup_stdio()

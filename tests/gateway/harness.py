@@ -155,6 +155,10 @@ class Sandbox(_Proc):
                 raise RuntimeError(f"sandboxd exited with {self.proc.returncode}:\n{self.log()}")
             return False
         wait_for(ready, timeout, what="sandboxd to be ready")
+        # On the warm path (the default) the suites test what clients get most: warm jobs.
+        if not any(a == "--warm-spares" and b == "0" for a, b in zip(self.argv, self.argv[1:])):
+            wait_for(lambda: "warm path: verified" in self.log()[self._log_mark:], timeout,
+                     what="sandboxd's warm path")
 
     def ping(self):
         with pxclient.Client(self.socket, timeout=30) as c:

@@ -303,7 +303,7 @@ def two_jobs_at_once(svc):
     snoop_src = SNOOP.replace("MARK_VALUE", repr(mark))
 
     def owner_ready():
-        for pid, _, _ in svc.job_procs():
+        for pid, *_ in svc.job_procs():
             try:
                 with open(f"/proc/{pid}/root/tmp/secret") as f:
                     if f.read() == mark:
@@ -316,7 +316,7 @@ def two_jobs_at_once(svc):
         fut = ex.submit(svc.execute, owner_src)
         owner_pid = wait_for(owner_ready, HTTP_TIMEOUT, interval=0.02, what="the owner job")
         snoop = svc.execute(snoop_src)
-        still_running = owner_pid in [p for p, _, _ in svc.job_procs()]
+        still_running = owner_pid in [p for p, *_ in svc.job_procs()]
         os.kill(owner_pid, signal.SIGUSR1)
         owner = fut.result(HTTP_TIMEOUT)
     got = result_of(snoop)

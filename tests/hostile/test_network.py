@@ -250,7 +250,7 @@ def a_service_in_the_job_is_not_on_the_host(svc):
     listen_line = re.compile(r"^\s*\d+: 0100007F:%04X 00000000:0000 0A " % port, re.M)
 
     def job_listening():
-        for pid, _, _ in svc.job_procs():
+        for pid, *_ in svc.job_procs():
             try:
                 with open(f"/proc/{pid}/net/tcp") as f:
                     if listen_line.search(f.read()):
