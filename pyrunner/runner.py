@@ -765,8 +765,46 @@ def fresh_stdio():
         line_buffering=True, write_through=True)
 
 
+# What a typical job does, run once in every spare before its job arrives. Forked from the
+# zygote, a process pays a page fault for each page it first writes, and running any script
+# writes reference counts all over the interpreter, numpy and pandas: about 1400 faults, 3-5 ms
+# on the first run and 0.5 ms on the next. The rehearsal takes them while the spare waits,
+# already jailed, so the job does not. It is our own code; nothing of it stays in sight of the
+# job (its module, its source lines, its numbers: numpy is reseeded after it).
+REHEARSAL = b"""import numpy as np
+import pandas as pd
+
+def main():
+    data = pd.DataFrame({'numbers': [1, 2, 3, 4, 5], 'squares': [1.0, 4.0, 9.0, 16.0, 25.0]})
+    mean_value = np.mean(data['numbers'])
+    print(end='')
+    return {'mean': mean_value, 'shape': data.shape, 'total': int(data['squares'].sum()),
+            'records': data.head(2).to_dict('records'), 'array': np.arange(3), 'text': 'x'}
+"""
+
+
+def rehearse():
+    try:
+        run(REHEARSAL)
+    except BaseException:
+        pass
+    sys.modules.pop(MODULE_NAME, None)
+    linecache = sys.modules.get("linecache")
+    if linecache is not None:
+        linecache.cache.pop(SCRIPT_NAME, None)
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, LinecacheHook)]
+
+
+SYNC_FD = 5  # the spare's socket to sandboxd; closed, it tells sandboxd the spare is ready
+
+
 def serve_warm():
     fresh_stdio()
+    rehearse()
+    try:
+        posix.close(SYNC_FD)
+    except OSError:
+        pass
     # Forked: the `random` module was reseeded by Python's at-fork hook, numpy's global
     # generator was not; without this every job would draw the same numbers.
     numpy = sys.modules.get("numpy")

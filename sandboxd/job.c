@@ -65,6 +65,8 @@ struct job {
 };
 
 static void job_start(struct job *j);
+static struct job *ready_spare(struct sbx *s);
+static void on_script(evutil_socket_t fd, short what, void *arg);
 static void job_finish(struct job *j);
 static void job_result_arrived(struct job *j);
 
@@ -158,9 +160,9 @@ bool job_is_warm(const struct job *j)
 	return j->warm;
 }
 
-bool job_spare_has_process(const struct job *sp)
+bool job_spare_has_process(const struct sbx *s)
 {
-	return sp->pidfd >= 0;
+	return ready_spare((struct sbx *)s) != NULL;
 }
 
 static void job_free(struct job *j)
@@ -215,12 +217,22 @@ static bool job_wants_warm(const struct job *j)
 
 static void job_launch(struct job *j);
 
-/* The first spare has its process (unstarted ones are kept behind the started ones). */
+/* A spare for a job: a ready one (jailed and rehearsed, its sync socket closed), else the
+ * one that started first, which is the nearest to ready. Unstarted ones have no process. */
 static struct job *ready_spare(struct sbx *s)
 {
-	struct job *sp = TAILQ_FIRST(&s->spares);
+	struct job *sp, *first = NULL;
 
-	return sp && sp->pidfd >= 0 ? sp : NULL;
+	TAILQ_FOREACH (sp, &s->spares, link) {
+		if (sp->pidfd < 0)
+			continue;
+		if (sp->exec_ok)
+			return sp;
+		if (!first || sp->t0.tv_sec < first->t0.tv_sec ||
+		    (sp->t0.tv_sec == first->t0.tv_sec && sp->t0.tv_nsec < first->t0.tv_nsec))
+			first = sp;
+	}
+	return first;
 }
 
 /* Admitted jobs (they hold a place in `running`) waiting for a spare, oldest first; then the
@@ -655,7 +667,6 @@ static void job_launch(struct job *j)
 		job_adopt(j, sp);
 	else
 		r = job_spawn(j);
-	warm_refill(s);
 	if (r < 0) {
 		j->fail_err = -r;
 		if (!j->fail_stage)
@@ -698,6 +709,15 @@ static void job_launch(struct job *j)
 	event_add(j->ev_err, NULL);
 	if (j->ev_oom)
 		event_add(j->ev_oom, NULL);
+	/* A warm job's script goes in at once (the pipe has room for the common case), before
+	 * anything else in the loop. */
+	if (sp)
+		on_script(j->fd_script, EV_WRITE, j);
+	/* Making a spare costs a cgroup, a clone and a rehearsal: CPU the job would compete
+	 * for on a small machine. While ready spares are left, the next one is made when this
+	 * job has answered (job_report_result); when none are left, now. */
+	if (!ready_spare(s) || !TAILQ_EMPTY(&s->waiting))
+		warm_refill(s);
 }
 
 /* ---- spares (the warm path; warm.c decides when) ---- */
@@ -778,9 +798,6 @@ int job_spare_started(struct job *sp, pid_t pid, int pidfd)
 	event_add(sp->ev_result, NULL);
 	event_add(sp->ev_out, NULL);
 	event_add(sp->ev_err, NULL);
-	/* Started spares go first: job_start() takes the head of the list. */
-	TAILQ_REMOVE(&sp->s->spares, sp, link);
-	TAILQ_INSERT_HEAD(&sp->s->spares, sp, link);
 	return 0;
 }
 
@@ -1069,6 +1086,7 @@ static void job_report_result(struct job *j, const siginfo_t *si)
 	j->s->jobs_done++;
 	j->reported = true;
 	report(j, &r);
+	warm_refill(j->s);
 }
 
 /* The whole result frame is in: the runner flushed stdout and stderr before writing it and

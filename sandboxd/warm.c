@@ -502,9 +502,7 @@ bool warm_verifying(const struct sbx *s)
 
 bool warm_has_spare(const struct sbx *s)
 {
-	const struct job *sp = TAILQ_FIRST(&s->spares);
-
-	return sp && job_spare_has_process(sp);
+	return job_spare_has_process(s);
 }
 
 void warm_verified(struct sbx *s, int r, const char *why)

@@ -107,9 +107,9 @@ static _Noreturn void spare_main(const struct zy_state *z, const int *fds, size_
 
 	zy_py_after_fork_child();
 	jail_enter(&q, fds[4]);
-	/* The jail is complete: closing the sync socket tells sandboxd so (on the cold path
-	 * execve closes it). Then the interpreter waits for the script on fd 3. */
-	close(JAIL_FD_SYNC);
+	/* The jail is complete. The runner rehearses a job, closes the sync socket (fd 5), which
+	 * tells sandboxd the spare is ready (on the cold path execve closes it), and waits for
+	 * the script on fd 3. */
 	zy_py_serve();
 }
 
