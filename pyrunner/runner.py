@@ -798,9 +798,22 @@ def rehearse():
 SYNC_FD = 5  # the spare's socket to sandboxd; closed, it tells sandboxd the spare is ready
 
 
+def script_waiting():
+    """A job took this spare before it was ready (the machine is busy): its script is there."""
+    import select
+
+    try:
+        return bool(select.select([SCRIPT_FD], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
 def serve_warm():
     fresh_stdio()
-    rehearse()
+    # The rehearsal only moves work out of a job's way; when the job is already waiting, it
+    # would only delay it (and on a busy machine cost CPU other jobs need).
+    if not script_waiting():
+        rehearse()
     try:
         posix.close(SYNC_FD)
     except OSError:

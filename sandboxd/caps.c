@@ -68,3 +68,15 @@ int caps_keep_only(const int *keep, unsigned n)
 		return -errno;
 	return 0;
 }
+
+bool caps_have(int cap)
+{
+	cap_t caps = cap_get_proc();
+	cap_flag_value_t v = CAP_CLEAR;
+
+	if (caps) {
+		(void)cap_get_flag(caps, (cap_value_t)cap, CAP_EFFECTIVE, &v);
+		cap_free(caps);
+	}
+	return v == CAP_SET;
+}

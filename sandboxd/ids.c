@@ -45,3 +45,17 @@ int ids_become_inner(void)
 		return -errno;
 	return 0;
 }
+
+int ids_pin_oom_score(pid_t pid, int pidfd)
+{
+	char dir[64];
+	_cleanup_close_ int dfd = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		return -errno;
+	return cgu_write(dfd, "oom_score_adj", "1000");
+}

@@ -419,6 +419,8 @@ static void on_sync(evutil_socket_t fd, short what, void *arg)
 		if (j->state != J_RUNNING && j->state != J_SPARE)
 			return; /* the child is dead already; nothing to map */
 		r = ids_write_maps(j->pid, j->pidfd, (uid_t)(j->s->cfg->uid_base + (uint64_t)j->slot));
+		if (r == 0)
+			r = ids_pin_oom_score(j->pid, j->pidfd);
 		if (r < 0) {
 			j->fail_stage = ST_ID_MAP;
 			j->fail_err = -r;

@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <pwd.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "audit.h"
 #include "canary.h"
+#include "caps.h"
 #include "cgroup.h"
 #include "cleanup.h"
 #include "config.h"
@@ -221,6 +223,10 @@ int main(int argc, char **argv)
 	}
 	log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
 	log_host_audit();
+	if (!caps_have(CAP_SYS_RESOURCE))
+		log_warn("no CAP_SYS_RESOURCE: jobs start with oom_score_adj 1000 but can lower it "
+			 "again (to 0 at most), so under host memory pressure they are not always "
+			 "killed first; the job's cgroup still bounds its memory");
 	if (cfg.check) {
 		printf("cgroup = %s\n", desc);
 		cg_fini(&s.cg);
