@@ -210,3 +210,26 @@ def test_the_zygote_never_holds_a_script_or_result(warm_daemon, run):
     assert fds == [0, 1, 2, 3], fds
     with open(f"/proc/{z}/cmdline", "rb") as f:
         assert marker.encode() not in f.read()
+
+
+def test_the_zygote_shares_no_writable_memory_with_jobs(warm_daemon):
+    """Jobs are forks of the zygote: a MAP_SHARED writable mapping in it would be one page
+    every job (and the zygote) writes to. There is none; everything else is copy-on-write."""
+    z = zygote_pid(warm_daemon)
+    with open(f"/proc/{z}/maps") as f:
+        shared = [l for l in f if "s" in l.split()[1] and "w" in l.split()[1]]
+    assert shared == []
+
+
+def test_zygote_and_spares_die_with_the_daemon(start_daemon):
+    d = start_daemon()
+    d.wait_warm()
+    warm = warm_pids(d.pid, *d.uid_range)
+    assert len(warm) == 5
+    d.proc.kill()
+    d.proc.wait(30)
+
+    def gone(pid):
+        st = read_status(pid)
+        return st is None or st.get("State", "").startswith(("Z", "X"))
+    wait_for(lambda: all(gone(p) for p in warm), 10, what="the zygote and spares to die")
