@@ -80,7 +80,8 @@ cat > "$P/etc/systemd/system/harness.service.d/after-pyexec.conf" <<'EOF'
 [Unit]
 After=pyexec-sandboxd.service pyexec-gatewayd.service
 EOF
-cp "$HERE/guest/run" "$HERE/guest/checks.py" "$HERE/guest/sandboxd-in-scope" "$P/harness/"
+cp "$HERE/guest/run" "$HERE/guest/checks.py" "$HERE/guest/sandboxd-in-scope" \
+  "$HERE/../integration/hostview.py" "$P/harness/"
 chmod 755 "$P/harness/run" "$P/harness/sandboxd-in-scope"
 # Then the project's own integration tests against the installed sandboxd, on cgroup v2
 # (VMTEST_SUITE: pytest arguments, test files of tests/integration; "none" skips them).

@@ -22,6 +22,9 @@ import traceback
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hostview import host_procs, warm_pids  # noqa: E402  (copied in from tests/integration)
+
 URL = "http://127.0.0.1:8080"
 UNIT_SBX = "pyexec-sandboxd.service"
 UNIT_GW = "pyexec-gatewayd.service"
@@ -87,20 +90,26 @@ def status_of(pid):
 
 
 def job_procs():
-    """Processes with any uid of a job slot: [(pid, uid, name)]."""
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = status_of(d)
-            if st and "Uid" in st:
-                uids = [int(x) for x in st["Uid"].split()]
-                if any(u >= UID_BASE for u in uids):
-                    found.append((int(d), uids[0], st["Name"].strip()))
-    return found
+    """Live processes with any uid of a job slot: [(pid, uid, name)]. The warm path's waiting
+    spares are left out, and processes being killed get a moment (tests/integration/hostview)."""
+    return [p[:3] for p in host_procs(UID_BASE, UID_BASE + 100000, daemon_pid=sandboxd_pid())]
 
 
 def job_cgroups():
-    return sorted(d for d in os.listdir(UNIT_CG) if d.startswith("job-"))
+    """Job cgroups, but those of the warm path (the zygote's, each waiting spare's): each of
+    those holds exactly its one process."""
+    warm = warm_pids(sandboxd_pid(), UID_BASE, UID_BASE + 100000)
+    found = []
+    for d in os.listdir(UNIT_CG):
+        if not d.startswith("job-"):
+            continue
+        try:
+            procs = {int(x) for x in read(f"{UNIT_CG}/{d}/cgroup.procs").split()}
+        except OSError:
+            continue
+        if not (len(procs) == 1 and procs <= warm):
+            found.append(d)
+    return sorted(found)
 
 
 def read(path):
@@ -187,7 +196,8 @@ def sandboxd_runs_as_root_with_its_bounding_set():
     print("  sandboxd:", {k: st[k].strip() for k in ("CapBnd", "CapEff", "NoNewPrivs",
                                                       "Seccomp", "Groups")})
     # CAP_CHOWN 0, CAP_SETGID 6, CAP_SETUID 7, CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21
-    want = (1 << 0) | (1 << 6) | (1 << 7) | (1 << 12) | (1 << 21)
+    # CHOWN, SETGID, SETUID, SETPCAP, NET_ADMIN, SYS_ADMIN, SYS_RESOURCE
+    want = (1 << 0) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 21) | (1 << 24)
     assert int(st["CapBnd"], 16) == want, st["CapBnd"]
 
 
@@ -256,6 +266,29 @@ def main():
 
     return result
 """
+
+
+@check
+def warm_path_on_cgroup_v2():
+    """The zygote was verified by its canary and jobs run in its spares; each spare was cloned
+    straight into its own job cgroup (CLONE_INTO_CGROUP) with the job's limits."""
+    wait_for(lambda: "warm path: verified" in journal(UNIT_SBX), 60, 0.2, "the warm path")
+    log = journal(UNIT_SBX)
+    assert "canary (warm): uid 1000" in log, log[-2000:]
+    pid = sandboxd_pid()
+    wait_for(lambda: len(warm_pids(pid, UID_BASE, UID_BASE + 100000)) == 5, 60, 0.2,
+             "4 spares and the zygote")
+    hdrs, body = execute_json("import os\ndef main():\n    return os.readlink('/proc/self/exe')\n",
+                              200)
+    assert body == {"result": "/opt/pyexec/pyexec-zygote", "stdout": ""}, body
+    for p in warm_pids(pid, UID_BASE, UID_BASE + 100000):
+        cg = read(f"/proc/{p}/cgroup").strip().split("::")[-1]
+        assert re.fullmatch(r"/pyexec\.slice/pyexec-sandboxd\.service/job-\d+-\d+", cg), cg
+        limits = {f: read(f"/sys/fs/cgroup{cg}/{f}").strip() for f in
+                  ("memory.max", "memory.swap.max", "pids.max", "cpu.max")}
+        print(f"  {p}: {cg} {limits}")
+        assert limits == {"memory.max": str(512 * MiB), "memory.swap.max": "0",
+                          "pids.max": "128", "cpu.max": "100000 100000"}, limits
 
 
 @check
