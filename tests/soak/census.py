@@ -105,9 +105,11 @@ def cgroup_parents(pid, log_text=""):
                 continue
             mnt, root = mnts[ctrl]
             rel = path[len(root):] if root != "/" and path.startswith(root) else path
+            # Under its own cgroup; the hierarchy's root only where that could not be made.
             for cand in (mnt + rel.rstrip("/") + "/pyexec", mnt + "/pyexec"):
                 if os.path.isdir(cand):
                     dirs.add(cand)
+                    break
     for line in log_text.splitlines():
         if "cgroup v1 fallback:" in line:
             for part in line.split("cgroup v1 fallback:")[1].split(","):
