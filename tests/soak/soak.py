@@ -11,12 +11,15 @@ over loopback, as real clients would. The jobs are a fixed shuffle of:
   pandas   the seed's numpy + pandas example           200, exact body
   error    1 / 0 in main()                             400, "Script execution error: division by
                                                        zero"
-  timeout  sleeps past the daemon's --timeout-ms       400, "Script execution timed out"
+  timeout  sleeps past its timeout_ms of 1000        400, "Script execution timed out"
   oom      allocates without end, memory_mb 64         400, "Script exceeded the memory limit
                                                        (64 MiB)"
 
-Timeouts sleep rather than spin, and the daemons run with a short --timeout-ms (default 2000;
-$SOAK_TIMEOUT_MS), so each costs a slot for a moment and no CPU. Asserted:
+Timeouts sleep rather than spin, and ask for a short limit (timeout_ms 1000, $SOAK_JOB_TIMEOUT_MS),
+so each costs a slot for a second and no CPU. Both daemons run with a lower --timeout-ms than
+the default 30 s (10 s, $SOAK_TIMEOUT_MS), so a job that hangs costs little too; it stays well
+above what the other jobs need, since on a shared host a starved numpy + pandas import can take
+seconds (a 2 s limit for every job timed some of them out under a load average of 26). Asserted:
   - no request is lost: every one gets an HTTP answer (no reset, no client timeout);
   - every answer is the exact status, body and X-Pyexec-Verdict of its kind;
   - a 503 comes only when the service is saturated (more clients than sandboxd's running
@@ -97,7 +100,7 @@ KINDS = {
                      "stdout": ""}), "ok"),
     "error": (14, {"script": ERROR}, 400,
               body({"error": "Script execution error: division by zero", "stdout": ""}), "error"),
-    "timeout": (1, {"script": TIMEOUT}, 400,
+    "timeout": (1, {"script": TIMEOUT, "timeout_ms": 1000}, 400,
                 body({"error": "Script execution timed out", "stdout": ""}), "timeout"),
     "oom": (5, {"script": OOM, "memory_mb": 64}, 400,
             body({"error": "Script exceeded the memory limit (64 MiB)", "stdout": ""}), "oom"),
@@ -122,8 +125,10 @@ def parse_args(argv):
                    help="sandboxd --max-running")
     p.add_argument("--max-queued", type=int, default=env_int("SOAK_MAX_QUEUED", 256),
                    help="sandboxd --max-queued (below concurrency - max-running: saturated)")
-    p.add_argument("--timeout-ms", type=int, default=env_int("SOAK_TIMEOUT_MS", 2000),
-                   help="both daemons' --timeout-ms: what a timeout job costs")
+    p.add_argument("--timeout-ms", type=int, default=env_int("SOAK_TIMEOUT_MS", 10000),
+                   help="both daemons' --timeout-ms: the limit of every job")
+    p.add_argument("--job-timeout-ms", type=int, default=env_int("SOAK_JOB_TIMEOUT_MS", 1000),
+                   help="the timeout jobs' timeout_ms: what each of them costs")
     p.add_argument("--seed", type=int, default=env_int("SOAK_SEED", 6))
     return p.parse_args(argv)
 
@@ -269,6 +274,7 @@ def run(args):
             jobs += [kind] * max(1, round(args.jobs * w / weights))
     jobs += ["hello"] * max(1, args.jobs - len(jobs))  # hello makes up the rest
     random.Random(args.seed).shuffle(jobs)
+    KINDS["timeout"][1]["timeout_ms"] = args.job_timeout_ms
     saturated = args.concurrency > args.max_running + args.max_queued
 
     sbx = harness.Sandbox("--timeout-ms", str(args.timeout_ms),
@@ -294,6 +300,7 @@ def run(args):
 
         print(f"soak: {len(jobs)} jobs, {args.concurrency} clients, sandboxd --max-running "
               f"{args.max_running} --max-queued {args.max_queued} --timeout-ms {args.timeout_ms}"
+              f", load average {os.getloadavg()[0]:.1f}"
               f" ({'saturated' if saturated else 'not saturated'}); mix: "
               + ", ".join(f"{k} {jobs.count(k)}" for k in KINDS), flush=True)
         load = Load(jobs)
@@ -323,7 +330,8 @@ def run(args):
         # ---- figures
         print(f"soak: {load.answered} of {len(jobs)} jobs answered in {elapsed:.1f} s: "
               f"{load.answered / elapsed:.1f} jobs/s; {len(load.busy)} answers 503 "
-              f"(retried); {len(load.wrong)} wrong, {len(load.lost)} lost")
+              f"(retried); {len(load.wrong)} wrong, {len(load.lost)} lost; load average "
+              f"{os.getloadavg()[0]:.1f}")
         print(f"  {'kind':8} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
               f"{'wall p50':>9} {'wall max':>9}")
         for k in KINDS:
