@@ -9,6 +9,10 @@ other daemon on the host. Two real ways to break it while the daemon is idle:
   2. the parent removed (rmdir) from one hierarchy: mkdir of a job cgroup under it fails with
      ENOENT; recreating the directory does not give the daemon back the one it opened at start.
 
+  3. (at start) a CPU quota on sandboxd's own cgroup below --cpu-percent, as a container
+     limited to half a CPU on a v1 host has: the canary's cgroup fails the same way, so the
+     daemon refuses to start; with --cpu-percent within the quota it serves.
+
 Either way each job must fail closed: 500 with "Sandbox error: ..." and the job's verdict, no
 process ever runs in the job uid range (in a cgroup or out), no job cgroup is left half-made,
 and the daemon stays up. It recovers when the condition clears if it can, and after a restart in
@@ -195,3 +199,33 @@ def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
     assert_no_leaks(before, sbx, gw)
     assert gw.stop() == 0
     assert sbx.stop() == 0
+
+
+def test_quota_below_cpu_percent_at_start(own_cgroups, start_sandbox):
+    """sandboxd in a cgroup limited to half a CPU (as `docker run --cpus 0.5` makes on a v1
+    host) with the default --cpu-percent 100: its canary cannot get a cgroup, so it refuses to
+    serve; the reason names the stage and errno, not the quota."""
+    cpu_own = next(d for d in own_cgroups if d.startswith(census._cgroup_mounts()["cpu"][0] + "/"))
+    set_quota(cpu_own, 50000)
+    try:
+        sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups, wait=False)
+        sbx.proc.wait(90)
+        assert sbx.stop() == 1, sbx.log()
+        assert "error: refusing to serve: canary job failed: Sandbox error: join cgroup: " \
+            "Invalid argument" in sbx.log(), sbx.log()
+        assert not os.path.exists(sbx.socket)
+        assert census.host_procs(*sbx.uid_range) == []
+        # Within the quota it serves.
+        sbx = start_sandbox("--cgroup", "v1", "--cpu-percent", "50", cls=CgroupSandbox,
+                            cg_dirs=own_cgroups)
+        r = sbx_run_hello(sbx)
+        assert r["verdict"] == "ok", r
+        assert sbx.stop() == 0
+    finally:
+        set_quota(cpu_own, -1)
+
+
+def sbx_run_hello(sbx):
+    import pxclient
+    with pxclient.Client(sbx.socket, timeout=harness.DEFAULT_TIMEOUT) as c:
+        return c.run(HELLO)
