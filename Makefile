@@ -7,13 +7,14 @@ FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 SOCKET ?= /run/pyexec/sandboxd.sock
 PREFIX ?= /usr/local
+SOAK_JOBS ?= 10000
 
 # Debian packages the build, the jail and the tests need.
 DEBS := gcc make cmake pkg-config libevent-dev libjansson-dev libcap-dev libseccomp-dev libpython3.11-dev \
 	python3 python3-numpy python3-pandas python3-pytest python3-requests curl procps \
 	iproute2 util-linux passwd clang libclang-rt-14-dev
 
-.PHONY: all deps build user run test test-asan bench fuzz check install test-vm clean
+.PHONY: all deps build user run test test-asan bench soak fuzz check install test-vm clean
 
 all: build
 
@@ -43,8 +44,10 @@ user:
 run: build user
 	exec systemd/pyexec-run --bindir $(BUILD) --socket $(SOCKET) $(if $(LISTEN),--listen $(LISTEN))
 
+# Every test but the full soak (label soak: minutes of both CPUs; `make soak`). Its brief
+# version, soak.brief, is an integration test and runs here.
 test: build user
-	cd $(BUILD) && ctest --output-on-failure -j1
+	cd $(BUILD) && ctest --output-on-failure -j1 -LE '^soak$$'
 
 # The unit and integration tests again, on daemons built with AddressSanitizer and UBSan (the
 # container, VM, fuzz and bench tests stay on the release build; make_run would rebuild it).
@@ -55,6 +58,11 @@ test-asan: deps user
 
 bench: build user
 	cd $(BUILD) && ctest --output-on-failure -V -L bench
+
+# SOAK_JOBS mixed jobs (default 10000) at concurrency 16 through both daemons, then a census of
+# what they still hold (tests/soak/soak.py); prints jobs/s, p50/p99 per kind, 503s, the census.
+soak: build user
+	cd $(BUILD) && SOAK_JOBS=$(SOAK_JOBS) ctest --output-on-failure -V -L '^soak$$'
 
 # The installed layout under PREFIX (binaries, runner, systemd units, sysusers.d entry); DESTDIR
 # stages it elsewhere. A real install also makes the pyexec account and reloads systemd, so

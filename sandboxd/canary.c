@@ -2,6 +2,7 @@
 #include "canary.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ struct canary {
 	struct sbx *s;
 	bool warm;
 	void (*done)(struct sbx *s, int r, const char *why);
+	int r;
+	char why[PROTO_MESSAGE_MAX + 64];
 };
 
 static const char *canary_verdict(json_t *v)
@@ -71,32 +74,47 @@ static const char *canary_verdict(json_t *v)
 	return NULL;
 }
 
+static void canary_report(evutil_socket_t fd, short what, void *arg)
+{
+	struct canary *c = arg;
+
+	c->done(c->s, c->r, c->why);
+	free(c);
+}
+
 static void on_canary_done(struct job *j, const struct proto_result *r, void *arg)
 {
 	struct canary *c = arg;
 	json_t *v = NULL;
 	const char *why = NULL;
-	char buf[PROTO_MESSAGE_MAX + 64];
 
 	if (c->warm && !job_is_warm(j)) {
 		free(c);
 		return;
 	}
 	if (r->verdict != PROTO_V_OK) {
-		snprintf(buf, sizeof(buf), "canary job failed: %.*s", (int)r->message_len,
+		snprintf(c->why, sizeof(c->why), "canary job failed: %.*s", (int)r->message_len,
 			 r->message);
-		why = buf;
+		why = c->why;
 	} else {
 		v = json_loadb(r->result, r->result_len, 0, NULL);
 		why = v ? canary_verdict(v) : "canary result is not JSON";
+		if (why)
+			snprintf(c->why, sizeof(c->why), "%s", why);
 	}
 	json_decref(v);
 	if (!why)
 		log_info("canary (%s): uid 1000, no capabilities, seccomp 2, no_new_privs, lo only, "
 			 "read-only root, pid 1 (%u ms)",
 			 c->warm ? "warm" : "cold", r->wall_ms);
-	c->done(c->s, why ? -EPERM : 0, why);
-	free(c);
+	c->r = why ? -EPERM : 0;
+	/* The verdict goes out from the event loop, never from inside canary_start(): a job
+	 * that fails before its child exists (its cgroup, clone3) finishes within job_submit(),
+	 * before main() enters the loop, and an event_base_loopbreak() then is forgotten
+	 * (event_base_loop() clears the flag on entry): sandboxd logged "refusing to serve"
+	 * and hung, neither serving nor exiting. */
+	if (event_base_once(c->s->base, -1, EV_TIMEOUT, canary_report, c, NULL) < 0)
+		canary_report(-1, 0, c);
 }
 
 int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *why), bool warm)

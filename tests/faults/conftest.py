@@ -1,0 +1,246 @@
+"""Fixtures of the fault-injection tests: real sandboxds and gatewayds (tests/gateway/harness.py),
+real clients (python3-requests), real faults (SIGKILL, cgroupfs, a full tmpfs), and the census
+of what the daemons hold (tests/soak/census.py).
+
+When the host cannot run the suite (not root, no namespaces, no pyexec account), the session
+exits with status 77, which ctest reports as skipped, after printing why.
+"""
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "gateway"))
+sys.path.insert(0, os.path.join(HERE, "..", "soak"))
+
+import census  # noqa: E402
+import harness  # noqa: E402
+from hostview import wait_for  # noqa: E402,F401 (tests import it from here)
+
+HELLO = "def main():\n    return {\"message\": \"Hello, World!\"}\n"
+HELLO_BODY = '{"result": {"message": "Hello, World!"}, "stdout": ""}\n'
+HEALTHY_BODY = '{"status": "healthy"}\n'
+# A job that announces itself, then runs long enough to be hit by whatever the test does.
+SLEEPER = "import time\n\ndef main():\n    print('started', flush=True)\n    time.sleep(25)\n"
+
+_all = []  # every daemon started in this session, for the failure report
+
+
+def pytest_sessionstart(session):
+    reason = harness.skip_reason()
+    if reason:
+        # ctest's SKIP_RETURN_CODE is 77; pytest has no exit status for "all skipped".
+        sys.stdout.write(f"SKIPPED: {reason}\n")
+        sys.stdout.flush()
+        os._exit(77)
+    missing = harness.missing_binaries()
+    if missing:
+        sys.stdout.write(f"ERROR: not built: {', '.join(missing)} (build first, or set "
+                         "SANDBOXD and GATEWAYD)\n")
+        sys.stdout.flush()
+        os._exit(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._marks = {id(d): len(d.log()) for d in _all}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows what every daemon logged meanwhile."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for d in _all:
+            start = getattr(item, "_marks", {}).get(id(d), 0)
+            tail = d.log()[start:][-15000:]
+            if tail:
+                rep.sections.append((f"{type(d).__name__} log ({d.log_path})", tail))
+
+
+@pytest.fixture
+def start_sandbox():
+    """start_sandbox(*flags, max_running=2, wait=True, cls=harness.Sandbox): a sandboxd, stopped
+    and removed at the end of the test."""
+    started = []
+
+    def _start(*flags, wait=True, max_running=2, cls=harness.Sandbox, **kw):
+        d = cls(*flags, max_running=max_running, **kw)
+        _all.append(d)
+        started.append(d)
+        return d.start(wait=wait)
+
+    yield _start
+    for d in started:
+        d.cleanup()
+
+
+@pytest.fixture
+def start_gateway():
+    """start_gateway(socket_path, *flags): a gatewayd, stopped and removed at the end."""
+    started = []
+
+    def _start(socket_path, *flags, wait=True, **kw):
+        g = harness.Gateway(socket_path, *flags, **kw)
+        _all.append(g)
+        started.append(g)
+        return g.start(wait=wait)
+
+    yield _start
+    for g in started:
+        g.cleanup()
+
+
+# ---- clients -----------------------------------------------------------------------------------
+
+
+def post(gw, script, timeout=harness.DEFAULT_TIMEOUT, **fields):
+    """POST /execute: the requests.Response."""
+    import requests
+    return requests.post(gw.url + "/execute", json={"script": script, **fields}, timeout=timeout)
+
+
+def health(gw):
+    import requests
+    return requests.get(gw.url + "/health", timeout=harness.DEFAULT_TIMEOUT)
+
+
+class InFlight(threading.Thread):
+    """One POST /execute in a thread of its own: .response or .error once done, and .seconds,
+    the time from the request to its answer (or failure)."""
+
+    def __init__(self, gw, script, **fields):
+        super().__init__(daemon=True)
+        self.gw, self.script, self.fields = gw, script, fields
+        self.response = self.error = None
+        self.t0 = self.t1 = None
+        self.start()
+
+    def run(self):
+        self.t0 = time.monotonic()
+        try:
+            self.response = post(self.gw, self.script, **self.fields)
+        except Exception as e:  # the test looks at it
+            self.error = e
+        self.t1 = time.monotonic()
+
+    @property
+    def seconds(self):
+        return None if self.t1 is None else self.t1 - self.t0
+
+    def answer(self, timeout=harness.DEFAULT_TIMEOUT):
+        self.join(timeout)
+        assert not self.is_alive(), "no answer"
+        return self.response
+
+
+# ---- the host's view of the jobs ---------------------------------------------------------------
+
+
+def ns_pids(pid):
+    """The pid in each PID namespace, outermost first (NSpid of /proc/PID/status)."""
+    text = census.read_text(f"/proc/{pid}/status") or ""
+    for line in text.splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    return []
+
+
+def job_inits(sandbox):
+    """Host pids of the jobs' inits: the processes in the daemon's job uid range that are PID 1
+    of their own PID namespace."""
+    return sorted(pid for pid, _ in census.host_procs(*sandbox.uid_range)
+                  if ns_pids(pid)[-1:] == [1])
+
+
+PF_EXITING = 0x4  # include/linux/sched.h
+
+
+def sandboxed(pid):
+    """Whether a host process is jailed as a job is: in a job cgroup of every controller the
+    daemon uses, and in a PID namespace other than the host's. None if it is gone or exiting: an
+    exiting task is moved to the root cgroup by the kernel, so it cannot be judged then."""
+    cg = census.read_text(f"/proc/{pid}/cgroup")
+    try:
+        pidns = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+    # Read after the two above: if the task was not exiting now, it was not then either.
+    stat = census.read_text(f"/proc/{pid}/stat")
+    if not stat or cg is None:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, tty, tpgid, flags
+    if fields[0] in "ZXx" or int(fields[6]) & PF_EXITING:
+        return None
+    host_pidns = os.readlink("/proc/self/ns/pid")  # the tests run in the host's
+    in_job = {}
+    for line in cg.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            if c in census.CONTROLLERS:
+                in_job[c] = "/pyexec/job-" in path
+    return pidns != host_pidns and bool(in_job) and all(in_job.values())
+
+
+class JobWatch(threading.Thread):
+    """Looks at every process in a daemon's job uid range, every few ms, for as long as it runs:
+    which pids it saw, which it found jailed (see sandboxed()), and any it found not jailed."""
+
+    def __init__(self, uid_range, interval=0.01):
+        super().__init__(daemon=True)
+        self.uid_range = uid_range
+        self.interval = interval
+        self.seen = set()
+        self.jailed = set()
+        self.unjailed = []
+        self.error = None
+        self.stop_ev = threading.Event()
+        self.start()
+
+    def run(self):
+        try:
+            while not self.stop_ev.is_set():
+                for pid, name in census.host_procs(*self.uid_range):
+                    self.seen.add(pid)
+                    jailed = sandboxed(pid)
+                    if jailed:
+                        self.jailed.add(pid)
+                    elif jailed is False:
+                        self.unjailed.append((pid, name))
+                time.sleep(self.interval)
+        except Exception as e:  # stop() reports it: a blind watch proves nothing
+            self.error = e
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(30)
+        assert self.error is None, f"the job watch failed: {self.error!r}"
+        return self
+
+
+# ---- before and after ----------------------------------------------------------------------------
+
+
+def idle_census(sandbox, gateway=None, timeout=15):
+    """A census (tests/soak/census.py) once no job process and no job cgroup is left."""
+    def idle():
+        c = census.Census(sandbox, gateway)
+        return c if not c.cgroups and not c.job_procs and not c.sbx_children else None
+    return wait_for(idle, timeout, what="an idle sandboxd")
+
+
+def assert_no_leaks(before, sandbox, gateway=None, timeout=15):
+    """Waits (cleanup after the last answer takes a moment) until a census finds nothing that
+    `before` did not hold; fails with what is left."""
+    end = time.monotonic() + timeout
+    while True:
+        after = census.Census(sandbox, gateway)
+        leaks = after.leaks_since(before)
+        if not leaks:
+            return after
+        assert time.monotonic() < end, "left behind: " + "; ".join(leaks)
+        time.sleep(0.2)
