@@ -242,7 +242,8 @@ void job_pump_queue(struct sbx *s)
 {
 	struct job *j;
 
-	while ((j = TAILQ_FIRST(&s->waiting)) && (!job_wants_warm(j) || ready_spare(s))) {
+	while ((j = TAILQ_FIRST(&s->waiting)) &&
+	       (!job_wants_warm(j) || ready_spare(s) || s->n_spares == 0)) {
 		TAILQ_REMOVE(&s->waiting, j, link);
 		job_launch(j);
 	}
@@ -640,13 +641,17 @@ static void job_start(struct job *j)
 
 	s->running += !j->warm_only;
 	if (job_wants_warm(j) && !ready_spare(s)) {
-		j->state = J_WAITING;
-		if (j->warm_only)
-			TAILQ_INSERT_HEAD(&s->waiting, j, link);
-		else
-			TAILQ_INSERT_TAIL(&s->waiting, j, link);
 		warm_refill(s);
-		return;
+		/* Wait only for a spare that is on its way; when none can be made (no cgroup, no
+		 * memory), the job runs cold and says what failed, rather than wait forever. */
+		if (s->n_spares > 0) {
+			j->state = J_WAITING;
+			if (j->warm_only)
+				TAILQ_INSERT_HEAD(&s->waiting, j, link);
+			else
+				TAILQ_INSERT_TAIL(&s->waiting, j, link);
+			return;
+		}
 	}
 	job_launch(j);
 }
@@ -884,6 +889,32 @@ static void spare_cleanup(struct job *sp)
 static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg)
 {
 	spare_cleanup(arg);
+}
+
+void job_stop_all(struct sbx *s)
+{
+	struct job *j;
+
+	/* Answered jobs (the answer goes out before the jail is torn down) and jobs still
+	 * running when the loop ends: kill, reap, and remove their cgroups now, not at the next
+	 * start. Their clients are gone with the loop. */
+	while ((j = TAILQ_FIRST(&s->active))) {
+		siginfo_t si;
+		TAILQ_REMOVE(&s->active, j, link);
+		j->done = NULL;
+		if (j->pidfd >= 0) {
+			(void)syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+			(void)waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &si, WEXITED);
+		}
+		if (j->cg_made) {
+			(void)cg_job_kill(&j->cg);
+			for (int i = 0; i < 50 && cg_job_destroy(&s->cg, &j->cg) == -EBUSY; i++)
+				usleep(10000);
+		}
+		if (j->slot >= 0)
+			s->slot_used[j->slot] = false;
+		job_free(j);
+	}
 }
 
 void job_spares_stop(struct sbx *s)

@@ -44,5 +44,7 @@ void job_spare_sent(struct job *sp);
 int job_spare_started(struct job *sp, pid_t pid, int pidfd);
 /* Kills (if started) and removes a spare that will never get a job. */
 void job_spare_discard(struct job *sp);
+/* At exit: kills every job left (answered ones included) and removes its cgroup. */
+void job_stop_all(struct sbx *s);
 /* At exit: kills every spare and removes its cgroup, synchronously. */
 void job_spares_stop(struct sbx *s);

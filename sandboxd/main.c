@@ -287,6 +287,7 @@ int main(int argc, char **argv)
 		log_error_errno(r, "warm path: cannot start; every job runs cold");
 	warm_set_on_ready(&s, on_zygote_ready);
 	event_base_dispatch(s.base);
+	job_stop_all(&s);
 	warm_stop(&s);
 
 	srv_stop_listening(&s);

@@ -153,7 +153,7 @@ def ns_pids(pid):
 def job_inits(sandbox):
     """Host pids of the jobs' inits: the processes in the daemon's job uid range that are PID 1
     of their own PID namespace."""
-    return sorted(pid for pid, _ in census.host_procs(*sandbox.uid_range)
+    return sorted(pid for pid, _ in census.host_procs(*sandbox.uid_range, daemon_pid=sandbox.pid)
                   if ns_pids(pid)[-1:] == [1])
 
 
@@ -190,9 +190,12 @@ class JobWatch(threading.Thread):
     """Looks at every process in a daemon's job uid range, every few ms, for as long as it runs:
     which pids it saw, which it found jailed (see sandboxed()), and any it found not jailed."""
 
-    def __init__(self, uid_range, interval=0.01):
+    def __init__(self, uid_range, interval=0.01, daemon_pid=None):
         super().__init__(daemon=True)
         self.uid_range = uid_range
+        # With the daemon's pid, its waiting warm-path spares are checked (jailed) but not
+        # counted as seen: they hold job uids before any job is theirs.
+        self.daemon_pid = daemon_pid
         self.interval = interval
         self.seen = set()
         self.jailed = set()
@@ -204,10 +207,13 @@ class JobWatch(threading.Thread):
     def run(self):
         try:
             while not self.stop_ev.is_set():
+                counted = {p for p, _ in census.host_procs(*self.uid_range,
+                                                           daemon_pid=self.daemon_pid)}
                 for pid, name in census.host_procs(*self.uid_range):
-                    self.seen.add(pid)
+                    if pid in counted:
+                        self.seen.add(pid)
                     jailed = sandboxed(pid)
-                    if jailed:
+                    if jailed and pid in counted:
                         self.jailed.add(pid)
                     elif jailed is False:
                         self.unjailed.append((pid, name))

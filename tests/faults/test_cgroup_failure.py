@@ -135,7 +135,11 @@ def sandbox_error(gw, want):
 def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
     # own_cgroups first: its teardown (rmdir) comes after the daemons'.
     # --cgroup v1: the fault is made in v1 cgroupfs; on this host auto picks v1 anyway.
-    sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups)
+    # --warm-spares 0: both faults below need a parent without child cgroups (v1 refuses a
+    # parent quota under a child's, and rmdir of a non-empty parent); the warm path keeps a
+    # cgroup per waiting spare at all times.
+    sbx = start_sandbox("--cgroup", "v1", "--warm-spares", "0", cls=CgroupSandbox,
+                        cg_dirs=own_cgroups)
     gw = start_gateway(sbx.socket)
     gw.wait_connected()
     assert post(gw, HELLO).text == HELLO_BODY
@@ -146,7 +150,7 @@ def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
     mnts = census._cgroup_mounts()
     cpu_parent = next(p for p in before.parents if p.startswith(mnts["cpu"][0] + "/"))
     pids_parent = next(p for p in before.parents if p.startswith(mnts["pids"][0] + "/"))
-    watch = JobWatch(sbx.uid_range)
+    watch = JobWatch(sbx.uid_range, daemon_pid=sbx.pid)
     mark = len(sbx.log())
 
     # 1. A quota on the parent below the job's 100% of a CPU.
@@ -214,7 +218,7 @@ def test_quota_below_cpu_percent_at_start(own_cgroups, start_sandbox):
         assert "error: refusing to serve: canary job failed: Sandbox error: join cgroup: " \
             "Invalid argument" in sbx.log(), sbx.log()
         assert not os.path.exists(sbx.socket)
-        assert census.host_procs(*sbx.uid_range) == []
+        assert census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid) == []
         # Within the quota it serves.
         sbx = start_sandbox("--cgroup", "v1", "--cpu-percent", "50", cls=CgroupSandbox,
                             cg_dirs=own_cgroups)

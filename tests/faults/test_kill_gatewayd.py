@@ -31,13 +31,13 @@ def test_sigkill_gatewayd_mid_request(start_sandbox, start_gateway):
     gw.wait_connected()
     assert post(gw, HELLO).text == HELLO_BODY
     before = idle_census(sbx)
-    watch = JobWatch(sbx.uid_range)
+    watch = JobWatch(sbx.uid_range, daemon_pid=sbx.pid)
     sbx_mark = len(sbx.log())
 
     # Two jobs of four processes each run (max_running 2), a third waits in sandboxd's queue.
     flights = [InFlight(gw, FORKER) for _ in range(3)]
     wait_for(lambda: len(job_inits(sbx)) == 2 and
-             len(census.host_procs(*sbx.uid_range)) == 8, 60,
+             len(census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)) == 8, 60,
              what="two jobs running, with three children each")
     assert len(census.job_cgroups(sbx.pid, before.parents)) == 2 * len(before.parents)
 
@@ -51,7 +51,7 @@ def test_sigkill_gatewayd_mid_request(start_sandbox, start_gateway):
         assert f.response is None and f.error is not None, (f.response, f.error)
 
     # sandboxd cancels the jobs: every process of them goes, and soon.
-    wait_for(lambda: census.host_procs(*sbx.uid_range) == [], 15,
+    wait_for(lambda: census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid) == [], 15,
              what="the jobs' processes to disappear")
     gone_after = time.monotonic() - t_kill
     wait_for(lambda: census.job_cgroups(sbx.pid, before.parents) == [], 15,

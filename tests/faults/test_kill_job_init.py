@@ -34,17 +34,17 @@ def test_sigkill_job_init_from_host(start_sandbox, start_gateway):
     gw.wait_connected()
     assert post(gw, HELLO).text == HELLO_BODY
     before = idle_census(sbx, gw)
-    watch = JobWatch(sbx.uid_range)
+    watch = JobWatch(sbx.uid_range, daemon_pid=sbx.pid)
 
     neighbour = InFlight(gw, NEIGHBOUR)
     wait_for(lambda: len(job_inits(sbx)) == 1, 60, what="the neighbour job running")
     (neighbour_init,) = job_inits(sbx)
     victim = InFlight(gw, FORKER)
-    wait_for(lambda: len(job_inits(sbx)) == 2 and len(census.host_procs(*sbx.uid_range)) == 5,
+    wait_for(lambda: len(job_inits(sbx)) == 2 and len(census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)) == 5,
              60, what="the victim job running, with its three children")
     (init,) = [p for p in job_inits(sbx) if p != neighbour_init]
     assert ns_pids(init)[-1] == 1 and len(ns_pids(init)) == 2
-    victim_procs = {p for p, _ in census.host_procs(*sbx.uid_range)} - {neighbour_init}
+    victim_procs = {p for p, _ in census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)} - {neighbour_init}
     assert len(victim_procs) == 4
 
     t_kill = time.monotonic()
@@ -59,7 +59,7 @@ def test_sigkill_job_init_from_host(start_sandbox, start_gateway):
     assert r.headers["X-Pyexec-Verdict"] == "killed"
     assert time.monotonic() - t_kill < 15  # not the 25 s the job would run
     # Its children died with it (the PID namespace goes with its init).
-    wait_for(lambda: not victim_procs & {p for p, _ in census.host_procs(*sbx.uid_range)}, 15,
+    wait_for(lambda: not victim_procs & {p for p, _ in census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)}, 15,
              what="the victim's processes to disappear")
 
     # The job next to it finishes as if nothing happened.

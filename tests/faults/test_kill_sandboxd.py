@@ -22,7 +22,7 @@ def test_sigkill_sandboxd_mid_job(start_sandbox, start_gateway):
     gw.wait_connected()
     assert post(gw, HELLO).text == HELLO_BODY
     before = idle_census(sbx, gw)
-    watch = JobWatch(sbx.uid_range)
+    watch = JobWatch(sbx.uid_range, daemon_pid=sbx.pid)
 
     # Two jobs run (max_running 2), a third waits in sandboxd's queue.
     flights = [InFlight(gw, SLEEPER) for _ in range(3)]
@@ -43,7 +43,7 @@ def test_sigkill_sandboxd_mid_job(start_sandbox, start_gateway):
         assert r.headers["Retry-After"] == "1"
         assert f.t1 - t_kill < 15, f"answered {f.t1 - t_kill:.1f} s after the kill"
     # The jobs died with their daemon (PR_SET_PDEATHSIG), children and zombies included.
-    wait_for(lambda: census.host_procs(*sbx.uid_range) == [], 15,
+    wait_for(lambda: census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid) == [], 15,
              what="the killed daemon's job processes to disappear")
     seen_at_outage = set(watch.seen)
 

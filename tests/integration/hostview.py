@@ -107,7 +107,7 @@ def zygote_pids(daemon_pid):
     return pids
 
 
-def warm_pids(daemon_pid, lo, hi):
+def warm_pids(daemon_pid, lo=0, hi=1 << 32):
     """The pids of a sandboxd's warm path: its zygote and its spares still waiting for a job
     (see host_procs)."""
     return {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True)} | zygote_pids(daemon_pid)

@@ -13,6 +13,11 @@ Counted per daemon, from /proc and cgroupfs only (nothing asks the daemons thems
 """
 import os
 import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import hostview  # noqa: E402  (the warm path's zygote and waiting spares are not leftovers)
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 
@@ -44,14 +49,30 @@ def uids_of(pid):
     return [int(x) for x in m.group(1).split()] if m else []
 
 
-def host_procs(lo, hi):
-    """[(pid, name)] of every process on the host with any uid in [lo, hi)."""
+def host_procs(lo, hi, daemon_pid=None):
+    """[(pid, name)] of every process on the host with any uid in [lo, hi); with daemon_pid,
+    that sandboxd's waiting warm-path spares are left out (hostview.host_procs)."""
+    if daemon_pid:
+        return [(p[0], p[2]) for p in hostview.host_procs(lo, hi, daemon_pid, grace=0)]
     found = []
     for d in os.listdir("/proc"):
         if d.isdigit() and any(lo <= u < hi for u in uids_of(d)):
             name = (read_text(f"/proc/{d}/comm") or "?").strip()
             found.append((int(d), name))
     return found
+
+
+def warm_settled(sandbox, spares=4, timeout=30):
+    """On the warm path, waits (at most `timeout`) until the zygote and its `spares` waiting
+    spares are all there, so that two counts compare the same idle state; returns their pids."""
+    if "warm path: verified" not in sandbox.log() or sandbox.proc.poll() is not None:
+        return set()
+    end = time.monotonic() + timeout
+    while True:
+        pids = hostview.warm_pids(sandbox.pid, *sandbox.uid_range)
+        if len(pids) >= spares + 1 or time.monotonic() > end:
+            return pids
+        time.sleep(0.05)
 
 
 def children_of(pid):
@@ -120,15 +141,25 @@ def cgroup_parents(pid, log_text=""):
     return sorted(dirs)
 
 
-def job_cgroups(pid, parents):
-    """Job cgroups of sandboxd `pid` (job-<pid>-<seq>) under its parents."""
+def job_cgroups(pid, parents, warm=None):
+    """Job cgroups of sandboxd `pid` (job-<pid>-<seq>) under its parents, but those of the
+    warm path (each holds exactly one of the `warm` pids: the zygote or a waiting spare;
+    found on the host when not given)."""
+    if warm is None:
+        warm = hostview.warm_pids(pid)
     found = []
     for parent in parents:
         try:
             names = os.listdir(parent)
         except OSError:
             continue
-        found += [os.path.join(parent, n) for n in names if n.startswith(f"job-{pid}-")]
+        for n in names:
+            if not n.startswith(f"job-{pid}-"):
+                continue
+            procs = {int(x) for x in (read_text(os.path.join(parent, n, "cgroup.procs"))
+                                      or "").split()}
+            if not (len(procs) == 1 and procs <= warm):
+                found.append(os.path.join(parent, n))
     return sorted(found)
 
 
@@ -137,12 +168,13 @@ class Census:
 
     def __init__(self, sandbox, gateway=None):
         self.sandbox_pid = sandbox.pid
+        warm = warm_settled(sandbox)
         self.parents = cgroup_parents(sandbox.pid, sandbox.log())
         self.sbx_fds = fd_count(sandbox.pid)
         self.sbx_rss = rss_kib(sandbox.pid)
-        self.sbx_children = children_of(sandbox.pid)
-        self.cgroups = job_cgroups(sandbox.pid, self.parents)
-        self.job_procs = host_procs(*sandbox.uid_range)
+        self.sbx_children = [c for c in children_of(sandbox.pid) if c[0] not in warm]
+        self.cgroups = job_cgroups(sandbox.pid, self.parents, warm)
+        self.job_procs = host_procs(*sandbox.uid_range, daemon_pid=sandbox.pid)
         self.mounts = mounts()
         self.own_mounts = [m for m in self.mounts if sandbox.dir in m]
         try:
