@@ -91,7 +91,8 @@ def test_result_that_is_not_json_is_500(fake, result):
 @pytest.mark.parametrize("code,status,text", [
     (pxclient.E_BUSY, 503, "Server busy: the execution queue is full, retry later"),
     (pxclient.E_SHUTDOWN, 503, "The sandbox is shutting down, retry later"),
-    (pxclient.E_NOT_READY, 503, "The sandbox is not ready yet, retry later"),
+    # sandboxd's reason (a fatal host audit finding) is passed on, as /health does.
+    (pxclient.E_NOT_READY, 503, "The sandbox is not ready: why"),
     (pxclient.E_INVALID, 400, "timeout_ms must be between 100 and 1000"),
     (pxclient.E_INTERNAL, 500, "Internal server error"),
     (99, 500, "Internal server error"),
