@@ -231,6 +231,7 @@ int main(int argc, char **argv)
 		printf("cgroup = %s\n", desc);
 		printf("jobs = %s\n", *s.refusal ? s.refusal : "served");
 		cg_fini(&s.cg);
+		mnt_plan_free(&s.plan);
 		return 0;
 	}
 	r = sc_filter_build(&s.filter);
