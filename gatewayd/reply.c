@@ -109,9 +109,29 @@ int reply_from_refusal(const struct proto_error *e, struct gw_reply *ret)
 	case PROTO_E_SHUTDOWN:
 		msg = "The sandbox is shutting down, retry later";
 		break;
-	case PROTO_E_NOT_READY:
-		msg = "The sandbox is not ready yet, retry later";
-		break;
+	case PROTO_E_NOT_READY: {
+		/* sandboxd refuses every job on a host where its jail cannot hold, and says why;
+		 * so does /health. */
+		static const char pre[] = "The sandbox is not ready: ";
+		char text[sizeof(pre) + PROTO_MESSAGE_MAX];
+		size_t n = e->message_len < PROTO_MESSAGE_MAX ? e->message_len : PROTO_MESSAGE_MAX;
+
+		if (!n) {
+			msg = "The sandbox is not ready yet, retry later";
+			break;
+		}
+		ret->problem = "sandboxd refuses jobs on this host";
+		memcpy(text, pre, sizeof(pre) - 1);
+		memcpy(text + sizeof(pre) - 1, e->message, n);
+		ret->body = json_object();
+		if (!ret->body ||
+		    set_new(ret->body, "error", jo_string_lossy(text, sizeof(pre) - 1 + n)) < 0) {
+			json_decref(ret->body);
+			ret->body = NULL;
+			return -ENOMEM;
+		}
+		return 0;
+	}
 	case PROTO_E_INVALID: {
 		/* A limit sandboxd refuses although it is within our caps: its caps are lower
 		 * than ours (a configuration mismatch), but the client can still act on the text,

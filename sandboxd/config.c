@@ -26,6 +26,7 @@ static const struct opt_def cfg_opts[] = {
     S("zygote", zygote, "", "pyexec-zygote (default: found next to the binary)"),
     S("jail-dir", jail_dir, "/run/pyexec/jail", "mount point for each job's root"),
     S("cgroup", cgroup_mode, "auto", "cgroup hierarchy: auto, v1 or v2"),
+    S("audit-root", audit_root, "/", "where the audit reads /proc, /sys (tests: a fake tree)"),
     U("max-running", max_running, 0, 0, 1024, "jobs", "jobs at once (0: one per CPU)"),
     U("max-queued", max_queued, 256, 0, 65536, "jobs", "waiting jobs before BUSY"),
     U("timeout-ms", timeout_ms, 30000, 100, 600000, "ms", "wall-clock limit per job"),

@@ -15,6 +15,7 @@ struct config {
 	const char *zygote;        /* pyexec-zygote on the host; copied into the zygote's jail */
 	const char *jail_dir;      /* empty mount point each job mounts its root tmpfs on */
 	const char *cgroup_mode;   /* auto, v1, v2 */
+	const char *audit_root;    /* "/"; tests give a fake tree for the host audit to read */
 	uint64_t max_running;      /* jobs at once; 0 = number of CPUs */
 	uint64_t max_queued;       /* jobs waiting; over it the answer is BUSY */
 	uint64_t timeout_ms;       /* default and cap of a job's wall-clock time */

@@ -58,22 +58,41 @@ static int find_beside(char *buf, size_t len, const char *in_build, const char *
 	return -ENOENT;
 }
 
-/* One line with every setting, then one warning per weak one. */
-static void log_host_audit(void)
+/* One line with every setting, then one warning per weak one and one error per fatal one; a
+ * fatal one becomes s->refusal. cg_ok: cg_init() succeeded. */
+static void log_host_audit(struct sbx *s, bool cg_ok)
 {
-	struct audit_item items[AUDIT_MAX];
-	size_t n = audit_host(items, AUDIT_MAX);
-	char line[1024];
+	const struct audit_cgroup cg = {.version = cg_ok ? s->cg.version : 0,
+					.swap_limited = cg_ok && s->cg.swap_limited};
+	struct audit_report rep;
+	char line[2048];
 	size_t off = 0;
+	int r;
 
-	for (size_t i = 0; i < n && off < sizeof(line); i++)
+	if (strcmp(s->cfg->audit_root, "/"))
+		log_warn("host: auditing %s instead of this host (a test setting)",
+			 s->cfg->audit_root);
+	r = audit_host(s->cfg->audit_root, &cg, &rep);
+	if (r < 0) {
+		log_error_errno(r, "host: cannot audit %s", s->cfg->audit_root);
+		snprintf(s->refusal, sizeof(s->refusal), "host audit: cannot read %s: %s",
+			 s->cfg->audit_root, strerror(-r));
+		return;
+	}
+	for (size_t i = 0; i < rep.n && off < sizeof(line); i++)
 		off += (size_t)snprintf(line + off, sizeof(line) - off, "%s%s=%s", i ? " " : "",
-					items[i].what, items[i].value);
+					rep.items[i].what, rep.items[i].value);
 	log_info("host: %s", line);
-	for (size_t i = 0; i < n; i++)
-		if (items[i].weak)
-			log_warn("host: %s = %s: %s (%s; harden the host all the same)",
-				 items[i].what, items[i].value, items[i].weak, items[i].held);
+	for (size_t i = 0; i < rep.n; i++) {
+		const struct audit_item *it = &rep.items[i];
+		if (it->level == AUDIT_WEAK)
+			log_warn("host: %s = %s: %s (%s; harden the host all the same)", it->what,
+				 it->value, it->why, it->note);
+		else if (it->level == AUDIT_FATAL)
+			log_error("host: %s = %s: %s; no job will run (fix: %s)", it->what,
+				  it->value, it->why, it->note);
+	}
+	audit_refusal(&rep, s->refusal, sizeof(s->refusal));
 }
 
 static void on_canary(struct sbx *s, int r, const char *why)
@@ -116,6 +135,18 @@ static void on_zygote_ready(struct sbx *s)
 
 	if (r < 0)
 		warm_verified(s, r, "cannot start the warm canary job");
+}
+
+/* systemd: started (so the unit is active, not restarted in a loop), and why no job runs. */
+static void notify_refusing(struct sbx *s)
+{
+	const char *ns = getenv("NOTIFY_SOCKET");
+	char cmd[700];
+
+	if (ns && (ns[0] == '/' || ns[0] == '@')) {
+		snprintf(cmd, sizeof(cmd), "READY=1\nSTATUS=refusing jobs: %s", s->refusal);
+		(void)sd_notify_simple(ns, cmd);
+	}
 }
 
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
@@ -217,23 +248,31 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	r = cg_init(&s.cg, cfg.cgroup_mode, &why);
-	if (r < 0) {
+	if (r == 0)
+		log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
+	log_host_audit(&s, r == 0);
+	/* Controllers that exist but are not ours to use are a deployment error; a host where
+	 * isolation cannot hold (no controller at all, say) keeps sandboxd up to say why. */
+	if (r < 0 && !*s.refusal) {
 		log_error_errno(r, "no usable cgroup hierarchy: %s", why);
 		return 1;
 	}
-	log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
-	log_host_audit();
+	if (r < 0) {
+		log_error_errno(r, "no usable cgroup hierarchy either: %s", why);
+		cg_fini(&s.cg);
+		snprintf(desc, sizeof(desc), "none");
+	}
 	if (!caps_have(CAP_SYS_RESOURCE))
 		log_warn("no CAP_SYS_RESOURCE: jobs start with oom_score_adj 1000 but can lower it "
 			 "again (to 0 at most), so under host memory pressure they are not always "
 			 "killed first; the job's cgroup still bounds its memory");
 	if (cfg.check) {
 		printf("cgroup = %s\n", desc);
+		printf("jobs = %s\n", *s.refusal ? s.refusal : "served");
 		cg_fini(&s.cg);
+		mnt_plan_free(&s.plan);
 		return 0;
 	}
-	if (!s.cg.swap_limited)
-		log_warn("swap is not accounted: jobs could use swap beyond their memory limit");
 	r = sc_filter_build(&s.filter);
 	if (r < 0) {
 		log_error_errno(r, "cannot build the seccomp filter");
@@ -275,14 +314,24 @@ int main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		return 1;
 	}
-	r = canary_start(&s, on_canary, false);
-	if (r < 0) {
+	/* Where the jail cannot hold, no canary and no job: sandboxd listens only so that PING (the
+	 * gateway's /health) says why, and SUBMIT is refused with it. */
+	if (*s.refusal) {
+		r = srv_listen(&s);
+		if (r < 0) {
+			log_error_errno(r, "cannot listen on %s", cfg.socket_path);
+			return 1;
+		}
+		log_error("refusing jobs over the host findings above; listening on %s to say why",
+			  cfg.socket_path);
+		notify_refusing(&s);
+	} else if ((r = canary_start(&s, on_canary, false)) < 0) {
 		log_error_errno(r, "cannot start the canary job");
 		return 1;
 	}
 	/* The zygote boots while the cold canary runs; jobs run cold until its own canary
 	 * has passed (on_zygote_ready). */
-	r = warm_init(&s);
+	r = *s.refusal ? 0 : warm_init(&s);
 	if (r < 0)
 		log_error_errno(r, "warm path: cannot start; every job runs cold");
 	warm_set_on_ready(&s, on_zygote_ready);

@@ -44,6 +44,7 @@ struct sbx {
 	struct evconnlistener *listener;
 
 	bool ready; /* the canary passed */
+	char refusal[512]; /* a fatal host audit finding: no job runs, PING and SUBMIT say why */
 	bool stopping;
 	uid_t gateway_uid;
 	gid_t gateway_gid;

@@ -141,6 +141,13 @@ static int handle_submit(struct conn *c, const struct proto_hdr *h, const uint8_
 		conn_error(c, h->job_id, PROTO_E_SHUTDOWN, "sandboxd is shutting down");
 		return 0;
 	}
+	/* Listening before the canary passed means the host audit found that the jail cannot
+	 * hold here: every job is refused, with the finding (logged once, at start-up). */
+	if (!c->s->ready) {
+		conn_error(c, h->job_id, PROTO_E_NOT_READY,
+			   *c->s->refusal ? c->s->refusal : "sandboxd is not ready");
+		return 0;
+	}
 	/* Per-job limits may only lower the daemon's caps, never raise them. */
 	if (sub.timeout_ms && (sub.timeout_ms < 100 || sub.timeout_ms > cfg->timeout_ms)) {
 		snprintf(msg, sizeof(msg), "timeout_ms must be between 100 and %llu",
@@ -194,7 +201,7 @@ static int handle_cancel(struct conn *c, const struct proto_hdr *h, const uint8_
 static int handle_ping(struct conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct sbx *s = c->s;
-	const char *why = s->stopping ? "shutting down" : "";
+	const char *why = s->stopping ? "shutting down" : s->refusal;
 	struct proto_pong pong = {.ready = s->ready && !s->stopping,
 				  .cgroup_version = (uint16_t)s->cg.version,
 				  .running = s->running,

@@ -76,7 +76,7 @@ def gateway(sandbox):
         yield g
     finally:
         rc = g.stop()
-        g.cleanup()
+        g.cleanup()  # raises first when GATEWAYD_WRAPPER found errors
     assert rc == 0, f"gatewayd exited with {rc} on SIGTERM"
 
 
@@ -111,5 +111,15 @@ def start_gateway():
         return g.start(wait=wait)
 
     yield _start
-    for g in started:
-        g.cleanup()
+    _cleanup_all(started)
+
+
+def _cleanup_all(gateways):
+    """Stops every gateway, then fails with every wrapper report (GATEWAYD_WRAPPER) at once."""
+    problems = []
+    for g in gateways:
+        try:
+            g.cleanup()
+        except AssertionError as e:
+            problems.append(str(e))
+    assert not problems, "\n".join(problems)

@@ -4,6 +4,10 @@ Binaries come from the environment (ctest sets them, see CMakeLists.txt):
   SANDBOXD       the privileged daemon  (default: <repo>/build/sandboxd)
   GATEWAYD       the HTTP gateway       (default: <repo>/build/gatewayd)
   PYEXEC_RUNNER  pyrunner's script      (default: <repo>/build/pyrunner/runner.py)
+  GATEWAYD_WRAPPER  a command every gatewayd runs under, split as a shell would (default:
+                 none); `make test-valgrind` sets tests/gateway/valgrind-gatewayd. The harness
+                 names a report file in $PYEXEC_WRAPPER_LOG, and a gatewayd that exits with
+                 WRAPPER_ERROR_EXIT (or whose report counts errors) fails the test that stops it.
 
 Everything runs as root, as in production: sandboxd needs it, and gatewayd is started as root so
 that it really drops to the `pyexec` account (the tests check it did). Each sandboxd gets its own
@@ -15,6 +19,7 @@ picks itself (--listen 127.0.0.1:0) and reports in its "ready" log line.
 import itertools
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -42,6 +47,12 @@ GATEWAYD = os.environ.get("GATEWAYD") or os.path.join(REPO, "build", "gatewayd")
 RUNNER = os.environ.get("PYEXEC_RUNNER") or _first_existing(
     os.path.join(REPO, "build", "pyrunner", "runner.py"), os.path.join(REPO, "pyrunner", "runner.py"))
 GATEWAY_USER = "pyexec"
+WRAPPER = shlex.split(os.environ.get("GATEWAYD_WRAPPER", ""))
+WRAPPER_ERROR_EXIT = 99  # valgrind-gatewayd's --error-exitcode
+# How many times slower a wrapped gatewayd is, for the bounds tests put on its own speed
+# (memcheck runs gatewayd's code some 10 to 50 times slower; most of a request's time is
+# sandboxd's and the job's, which memcheck does not slow).
+SLOW = 5 if WRAPPER else 1
 
 # 32 host uids per sandboxd, 8 sandboxds per test process: [9.0M, 10.1M), clear of the
 # sandboxd integration tests (4.6M..8.7M) and of the default 4000000.
@@ -183,6 +194,7 @@ class Gateway(_Proc):
         """listen=None leaves --listen out (the default, or $PORT from env, applies)."""
         self.dir = tempfile.mkdtemp(prefix="pyexec-gwd-", dir="/run")
         super().__init__(os.path.join(self.dir, "gatewayd.log"))
+        self.wrapper_log = os.path.join(self.dir, "wrapper.log")
         self.socket_path = socket_path
         self.flags = (["--listen", listen] if listen else []) + list(flags)
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -191,17 +203,20 @@ class Gateway(_Proc):
             if k in os.environ:
                 self.env[k] = os.environ[k]
         self.env.update(env or {})
+        if WRAPPER:
+            self.env["PYEXEC_WRAPPER_LOG"] = self.wrapper_log
         self.url = None
         self.address = None
 
     def start(self, wait=True, timeout=30):
         self._log_mark = len(self.log())
-        self._spawn([GATEWAYD, "--socket", self.socket_path, *self.flags], self.env)
+        self._spawn([*WRAPPER, GATEWAYD, "--socket", self.socket_path, *self.flags], self.env)
         if wait:
             self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout=30):
+        timeout *= SLOW
         def ready():
             m = self._ready.search(self.log()[self._log_mark:])
             if m:
@@ -224,9 +239,66 @@ class Gateway(_Proc):
     def status(self):
         return read_status(self.pid)
 
+    def fds(self):
+        """gatewayd's open descriptors. valgrind keeps a dozen of its own (its report, the
+        executable, a pipe) at the top of the table, above the limit it shows gatewayd: the
+        kernel's soft limit minus valgrind's 12 reserved ones. Those are left out."""
+        fds = [int(fd) for fd in os.listdir(f"/proc/{self.pid}/fd")]
+        if WRAPPER:
+            with open(f"/proc/{self.pid}/limits") as f:
+                soft = int(next(l for l in f if l.startswith("Max open files")).split()[3])
+            fds = [fd for fd in fds if fd < soft - 12]
+        return fds
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        # valgrind checks for leaks on the way out, which takes a few seconds of its own.
+        return super().stop(sig, timeout * SLOW)
+
+    def wrapper_report(self):
+        try:
+            with open(self.wrapper_log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wrapper_problem(self):
+        """Once gatewayd exited: the wrapper's report if it found a problem, else None. A
+        gatewayd killed with SIGKILL has no exit summary; what was reported until then counts."""
+        if not WRAPPER or self.proc is None or self.proc.returncode is None:
+            return None
+        report = self.wrapper_report()
+        if self.proc.returncode == WRAPPER_ERROR_EXIT or \
+                re.search(r"ERROR SUMMARY: [1-9]", report):
+            return report
+        return None
+
     def cleanup(self):
+        """Stops gatewayd; raises AssertionError (after cleaning up) when its wrapper found an
+        error, so the test that started it fails."""
         self.stop()
+        problem = self.wrapper_problem()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if problem:
+            raise AssertionError(f"{' '.join(WRAPPER)} found errors in gatewayd "
+                                 f"(exit status {self.proc.returncode}):\n{problem}")
+
+
+def run_gatewayd(*args, env=None, timeout=30):
+    """gatewayd run to its end (--check, a refusal to start), under GATEWAYD_WRAPPER too:
+    subprocess.run's CompletedProcess, text mode. Fails when the wrapper found errors."""
+    if not WRAPPER:
+        return subprocess.run([GATEWAYD, *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    env = dict(os.environ if env is None else env)
+    with tempfile.NamedTemporaryFile(prefix="pyexec-gwd-wrapper-", dir="/run") as report:
+        env["PYEXEC_WRAPPER_LOG"] = report.name
+        p = subprocess.run([*WRAPPER, GATEWAYD, *args], capture_output=True, text=True,
+                           timeout=timeout * SLOW, env=env)
+        text = report.read().decode("utf-8", "replace")
+    if p.returncode == WRAPPER_ERROR_EXIT or re.search(r"ERROR SUMMARY: [1-9]", text):
+        raise AssertionError(f"{' '.join(WRAPPER)} found errors in gatewayd {' '.join(args)} "
+                             f"(exit status {p.returncode}):\n{text}")
+    return p
 
 
 def free_port():

@@ -7,7 +7,6 @@ import pwd
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -39,27 +38,26 @@ def test_runs_unprivileged(gateway):
     assert st["NoNewPrivs"] == "1"
     # Only what it needs is open: stdio, the listener, the epoll and libevent's pipes, the
     # sandboxd socket; nothing inherited.
-    fds = os.listdir(f"/proc/{gateway.pid}/fd")
+    fds = gateway.fds()
     assert len(fds) < 16, fds
 
 
 def test_refuses_to_serve_as_root(sandbox):
-    p = subprocess.run([harness.GATEWAYD, "--socket", sandbox.socket, "--listen", "127.0.0.1:0",
-                        "--user", "root"], capture_output=True, text=True, timeout=30)
+    p = harness.run_gatewayd("--socket", sandbox.socket, "--listen", "127.0.0.1:0",
+                             "--user", "root")
     assert p.returncode != 0
     assert "refusing to serve as root" in p.stderr, p.stderr
 
 
 def test_unknown_user(sandbox):
-    p = subprocess.run([harness.GATEWAYD, "--socket", sandbox.socket, "--listen", "127.0.0.1:0",
-                        "--user", "no-such-user-xyz"], capture_output=True, text=True, timeout=30)
+    p = harness.run_gatewayd("--socket", sandbox.socket, "--listen", "127.0.0.1:0",
+                             "--user", "no-such-user-xyz")
     assert p.returncode != 0
     assert "no-such-user-xyz" in p.stderr
 
 
 def test_check_prints_config():
-    p = subprocess.run([harness.GATEWAYD, "--check", "--max-body", "2048"], capture_output=True,
-                       text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    p = harness.run_gatewayd("--check", "--max-body", "2048", env={"PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert "listen = 127.0.0.1:8080\n" in p.stdout
     assert "max-body = 2048 bytes\n" in p.stdout
@@ -70,8 +68,7 @@ def test_check_prints_config():
 def test_bad_option_values():
     for args in (["--max-body", "-1"], ["--timeout-ms", "50"], ["--max-connections", "x"],
                  ["--nope"], ["extra"]):
-        p = subprocess.run([harness.GATEWAYD, "--check", *args], capture_output=True, text=True,
-                           timeout=30)
+        p = harness.run_gatewayd("--check", *args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
 
 
@@ -83,12 +80,10 @@ def test_port_from_environment(sandbox):
         assert gw.address == f"0.0.0.0:{port}"
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT).status_code == 200
         # --check shows where it comes from.
-        p = subprocess.run([harness.GATEWAYD, "--check"], capture_output=True, text=True,
-                           timeout=30, env={"PORT": str(port)})
+        p = harness.run_gatewayd("--check", env={"PORT": str(port)})
         assert f"listen = 0.0.0.0:{port} (from $PORT)" in p.stdout
         # An explicit --listen wins.
-        p = subprocess.run([harness.GATEWAYD, "--check", "--listen", "127.0.0.1:9"],
-                           capture_output=True, text=True, timeout=30, env={"PORT": str(port)})
+        p = harness.run_gatewayd("--check", "--listen", "127.0.0.1:9", env={"PORT": str(port)})
         assert "listen = 127.0.0.1:9\n" in p.stdout
     finally:
         gw.cleanup()
@@ -141,13 +136,11 @@ def test_api_key_file_errors(sandbox, tmp_path):
     for name, (text, msg) in cases.items():
         f = tmp_path / name
         f.write_text(text)
-        p = subprocess.run([harness.GATEWAYD, "--socket", sandbox.socket, "--listen",
-                            "127.0.0.1:0", "--api-keys", str(f)],
-                           capture_output=True, text=True, timeout=30)
+        p = harness.run_gatewayd("--socket", sandbox.socket, "--listen", "127.0.0.1:0",
+                                 "--api-keys", str(f))
         assert p.returncode == 1 and msg in p.stderr, (name, p.stderr)
         assert "a b" not in p.stderr
-    p = subprocess.run([harness.GATEWAYD, "--check", "--api-keys", str(tmp_path / "missing")],
-                       capture_output=True, text=True, timeout=30)
+    p = harness.run_gatewayd("--check", "--api-keys", str(tmp_path / "missing"))
     assert p.returncode == 1 and "No such file" in p.stderr
 
 

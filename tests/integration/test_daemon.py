@@ -461,6 +461,31 @@ def test_host_audit_reports_what_the_host_has(daemon):
         assert f"{key}={value}" in line, (key, value, line)
         warned = f"warn: host: {key} = {value}:" in log
         assert warned == (value != "absent" and int(value) < minimum), (key, value)
+    # A pipe is fatal (sandboxd would refuse every job, and this daemon never got ready).
     with open("/proc/sys/kernel/core_pattern") as f:
         pattern = f.read().strip()
-    assert ("warn: host: kernel.core_pattern" in log) == pattern.startswith("|")
+    assert ("error: host: kernel.core_pattern" in log) == pattern.startswith("|")
+    assert "refusing jobs" not in log
+
+
+def test_check_says_whether_jobs_would_run(tmp_path):
+    """--check prints the audit's verdict: jobs served, or the fatal finding that refuses them
+    (here on fake host trees, see fakehost.py)."""
+    import fakehost
+    from conftest import SANDBOXD
+
+    def check(root):
+        p = subprocess.run([SANDBOXD, "--check", "--audit-root", root,
+                            "--socket", str(tmp_path / "s" / "sock"),
+                            "--jail-dir", str(tmp_path / "jail")],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout, p.stderr
+
+    out, err = check(fakehost.make(str(tmp_path / "good")))
+    assert "\njobs = served\n" in out, out
+    out, err = check(fakehost.make(str(tmp_path / "pipe"),
+                                   {"proc/sys/kernel/core_pattern": "|/bin/false"}))
+    assert "\njobs = host audit: kernel.core_pattern = |/bin/false: core dumps go to a host " \
+           "program" in out, out
+    assert "error: host: kernel.core_pattern = |/bin/false: " in err, err
