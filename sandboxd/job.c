@@ -160,6 +160,19 @@ bool job_is_warm(const struct job *j)
 	return j->warm;
 }
 
+bool job_pid_is_tracked(const struct sbx *s, pid_t pid)
+{
+	const struct job *j;
+
+	TAILQ_FOREACH (j, &s->active, link)
+		if (j->pidfd >= 0 && j->pid == pid)
+			return true;
+	TAILQ_FOREACH (j, &s->spares, link)
+		if (j->pidfd >= 0 && j->pid == pid)
+			return true;
+	return false;
+}
+
 bool job_spare_has_process(const struct sbx *s)
 {
 	return ready_spare((struct sbx *)s) != NULL;
@@ -217,6 +230,51 @@ static bool job_wants_warm(const struct job *j)
 
 static void job_launch(struct job *j);
 
+static ssize_t read_proc_file(const char *path, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* Killed from outside (or by the host's OOM killer) and not yet reaped: exited, exiting, or
+ * with SIGKILL pending. Such a spare must never get a job: the job would be reported killed. */
+static bool spare_dying(const struct job *sp)
+{
+	static const char *const pending[] = { "\nSigPnd:\t", "\nShdPnd:\t" };
+	siginfo_t si = { 0 };
+	char path[64], buf[2048];
+	const char *p;
+	unsigned long flags = 0;
+	char state = 0;
+
+	if (waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid != 0)
+		return true;
+	/* stat: "pid (comm) state ppid pgrp session tty tpgid flags ..."; PF_EXITING is 0x4. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)sp->pid);
+	if (read_proc_file(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
+		return true;
+	if (state == 'Z' || state == 'X' || (flags & 0x4))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)sp->pid);
+	if (read_proc_file(path, buf, sizeof(buf)) <= 0)
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(pending); i++) {
+		p = strstr(buf, pending[i]);
+		if (p && strtoull(p + strlen(pending[i]), NULL, 16) & (1ULL << (SIGKILL - 1)))
+			return true;
+	}
+	return false;
+}
+
 /* A spare for a job: a ready one (jailed and rehearsed, its sync socket closed), else the
  * one that started first, which is the nearest to ready. Unstarted ones have no process. */
 static struct job *ready_spare(struct sbx *s)
@@ -224,7 +282,7 @@ static struct job *ready_spare(struct sbx *s)
 	struct job *sp, *first = NULL;
 
 	TAILQ_FOREACH (sp, &s->spares, link) {
-		if (sp->pidfd < 0)
+		if (sp->pidfd < 0 || spare_dying(sp))
 			continue;
 		if (sp->exec_ok)
 			return sp;
@@ -672,6 +730,8 @@ static void job_launch(struct job *j)
 
 	if (sp)
 		job_adopt(j, sp);
+	else if (j->slot < 0)
+		r = -EAGAIN; /* every host uid is held (spares still being removed): fail closed */
 	else
 		r = job_spawn(j);
 	if (r < 0) {

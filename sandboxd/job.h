@@ -28,6 +28,8 @@ uint64_t job_client_id(const struct job *j);
 void job_set_warm_only(struct job *j);
 /* It ran in a spare of the zygote. */
 bool job_is_warm(const struct job *j);
+/* pid is a job's or a spare's process (for reaping strays). */
+bool job_pid_is_tracked(const struct sbx *s, pid_t pid);
 /* A spare with a process is there for a job. */
 bool job_spare_has_process(const struct sbx *s);
 /* Starts queued jobs that can start now (a slot is free; a warm job's spare is there). */

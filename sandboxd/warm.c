@@ -53,17 +53,29 @@ struct warm {
 	int pidfd, ctl;
 	struct cg_job cg;
 	bool cg_made;
-	struct event *ev_ctl, *ev_pid, *ev_restart, *ev_watchdog;
+	struct event *ev_ctl, *ev_pid, *ev_restart, *ev_watchdog, *ev_reap;
+	unsigned reap_rounds;
 	struct job *pending[MAX_PENDING]; /* spawn requests in order; the zygote answers in order */
 	unsigned n_pending;
 	uint64_t seq;
 	unsigned failures;
 	unsigned backoff_s;
+	bool refilling; /* warm_refill() is on the stack: discarding a spare calls it again */
 	struct timespec started;
 	void (*on_ready)(struct sbx *s);
 };
 
 static void zygote_restart_later(struct warm *w);
+
+/* The zygote cannot be asked for spares any more (its socket failed): down until its exit
+ * event cleans up and restarts it. */
+static void zygote_lost(struct warm *w)
+{
+	if (w->state != W_DISABLED)
+		w->state = W_DOWN;
+	if (w->pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+}
 
 static uint64_t ms_since(const struct timespec *t0)
 {
@@ -146,6 +158,53 @@ static int send_init(struct warm *w)
 
 static void on_ctl(evutil_socket_t fd, short what, void *arg);
 static void on_zygote_exit(evutil_socket_t fd, short what, void *arg);
+
+/* Our children that nothing tracks: only spares a dying zygote cloned and never reported. They
+ * exit by themselves (their sync socket is closed); they are killed to be sure, and reaped. */
+static void reap_strays(struct warm *w)
+{
+	char path[64], buf[4096];
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (char *p = buf, *end; *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		siginfo_t si = { 0 };
+		if (end == p)
+			break;
+		if (pid <= 0 || pid == w->pid || job_pid_is_tracked(w->s, (pid_t)pid))
+			continue;
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
+			(void)kill((pid_t)pid, SIGKILL); /* next round reaps it */
+	}
+}
+
+static void on_reap_strays(evutil_socket_t fd, short what, void *arg)
+{
+	struct warm *w = arg;
+
+	reap_strays(w);
+	if (++w->reap_rounds < 3) {
+		struct timeval tv = { 1, 0 };
+		evtimer_add(w->ev_reap, &tv);
+	}
+}
+
+static void reap_strays_later(struct warm *w)
+{
+	struct timeval tv = { 0, 200000 };
+
+	w->reap_rounds = 0;
+	evtimer_add(w->ev_reap, &tv);
+}
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
 static void arm_watchdog(struct warm *w, int seconds)
@@ -250,6 +309,12 @@ static void zygote_gone(struct warm *w)
 	w->n_pending = 0;
 	for (unsigned i = 0; i < n_pending; i++)
 		job_spare_discard(pending[i]);
+	/* And the spares it made: a new zygote serves only after its own canary ran in one of
+	 * its own spares, so none of the old ones may be left for that canary to take. */
+	job_spares_stop(w->s);
+	/* A spare the zygote cloned but never reported is our child (CLONE_PARENT) without a
+	 * pidfd here: reap it once it has given up (it fails at its first request to us). */
+	reap_strays_later(w);
 	if (w->cg_made) {
 		(void)cg_job_kill(&w->cg);
 		for (int i = 0; i < 50 && cg_job_destroy(&w->s->cg, &w->cg) == -EBUSY; i++)
@@ -401,10 +466,10 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 		if (n == -EAGAIN || n == -EINTR)
 			return;
 		if (n <= 0) {
-			/* EOF or an error: the zygote is going; its exit event does the rest. */
+			/* EOF or an error: the zygote is going; nothing is asked of it any more, and
+			 * its exit event does the rest. */
 			event_del(w->ev_ctl);
-			if (w->pidfd >= 0)
-				(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+			zygote_lost(w);
 			return;
 		}
 		if (n == sizeof(m.ready) && m.kind == ZY_READY && w->state == W_STARTING)
@@ -449,6 +514,9 @@ static int request_spare(struct warm *w)
 	job_spare_sent(sp);
 	if (n != (ssize_t)sizeof(m)) {
 		int r = n < 0 ? -errno : -EIO;
+		/* The zygote is gone (EPIPE) or stuck: ask nothing more of it before the discard,
+		 * which asks for a spare again. */
+		zygote_lost(w);
 		job_spare_discard(sp);
 		return r;
 	}
@@ -465,17 +533,21 @@ void warm_refill(struct sbx *s)
 	struct warm *w = s->warm;
 	int r;
 
-	if (!w || s->stopping || w->ctl < 0 || (w->state != W_VERIFYING && w->state != W_UP))
+	if (!w || w->refilling || s->stopping || w->ctl < 0 ||
+	    (w->state != W_VERIFYING && w->state != W_UP))
 		return;
-	while (s->n_spares < s->cfg->warm_spares && w->n_pending < MAX_PENDING) {
+	w->refilling = true;
+	while (s->n_spares < s->cfg->warm_spares && w->n_pending < MAX_PENDING &&
+	       (w->state == W_VERIFYING || w->state == W_UP)) {
 		r = request_spare(w);
 		if (r < 0) {
 			/* No slot, cgroup or fd now: the next job's start or end tries again. */
 			if (r != -EAGAIN)
 				log_error_errno(r, "warm spare: cannot request one");
-			return;
+			break;
 		}
 	}
+	w->refilling = false;
 }
 
 void warm_spare_failed(struct sbx *s)
@@ -547,11 +619,14 @@ int warm_init(struct sbx *s)
 	w->pidfd = w->ctl = -1;
 	w->ev_restart = evtimer_new(s->base, on_restart, w);
 	w->ev_watchdog = evtimer_new(s->base, on_watchdog, w);
-	if (!w->ev_restart || !w->ev_watchdog) {
+	w->ev_reap = evtimer_new(s->base, on_reap_strays, w);
+	if (!w->ev_restart || !w->ev_watchdog || !w->ev_reap) {
 		if (w->ev_restart)
 			event_free(w->ev_restart);
 		if (w->ev_watchdog)
 			event_free(w->ev_watchdog);
+		if (w->ev_reap)
+			event_free(w->ev_reap);
 		free(w);
 		return -ENOMEM;
 	}
@@ -575,8 +650,10 @@ void warm_stop(struct sbx *s)
 		(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
 	zygote_gone(w);
 	job_spares_stop(s);
+	reap_strays(w);
 	event_free(w->ev_restart);
 	event_free(w->ev_watchdog);
+	event_free(w->ev_reap);
 	free(w);
 	s->warm = NULL;
 }

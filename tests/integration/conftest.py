@@ -32,7 +32,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import pxclient  # noqa: E402
-from hostview import host_procs, read_status, wait_for, warm_pids  # noqa: E402,F401 (tests import them from here)
+from hostview import host_procs, read_status, wait_for, warm_pids, zygote_pids  # noqa: E402,F401 (tests import them from here)
 
 
 def _first_existing(*paths):
@@ -208,13 +208,15 @@ class Daemon:
     @property
     def n_slots(self):
         """Host uids the daemon uses from uid_base on: one per running job, and on the warm
-        path one per spare (4 by default) and one for the warm canary."""
-        return self.max_running + (4 + 1 if self.warm else 0)
+        path two per spare (4 by default: spares still being removed keep theirs) and one
+        for the warm canary."""
+        return self.max_running + (2 * 4 + 1 if self.warm else 0)
 
     def wait_warm(self, spares=4, timeout=60):
         """Until the warm path is verified and `spares` spares wait (the default count)."""
         wait_for(lambda: "warm path: verified" in self.log(), timeout, what="the warm path")
-        wait_for(lambda: len(warm_pids(self.pid, *self.uid_range)) == spares + 1, timeout,
+        wait_for(lambda: len(zygote_pids(self.pid)) == 1 and
+                 len(warm_pids(self.pid, *self.uid_range)) == spares + 1, timeout,
                  what=f"{spares} idle spares and the zygote")
 
     def job_procs(self):

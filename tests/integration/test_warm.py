@@ -233,3 +233,67 @@ def test_zygote_and_spares_die_with_the_daemon(start_daemon):
         st = read_status(pid)
         return st is None or st.get("State", "").startswith(("Z", "X"))
     wait_for(lambda: all(gone(p) for p in warm), 10, what="the zygote and spares to die")
+
+
+SLEEP2 = "import time\ndef main():\n    time.sleep(2)\n    return 'done'\n"
+
+
+def test_zygote_dying_while_the_daemon_is_busy_is_survived(start_daemon):
+    """Regression (review): the zygote died while sandboxd was stopped with a job's answer in;
+    the refill after the answer asked the dead zygote, failed, discarded the spare, which
+    asked again... until the stack overflowed. Now the failed ask marks the zygote down."""
+    d = start_daemon()
+    d.wait_warm()
+    z = zygote_pid(d)
+    old_spares = warm_pids(d.pid, *d.uid_range) - {z}
+    with d.client() as c:
+        c.submit(1, SLEEP2)
+        time.sleep(0.7)
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)  # the job's frame arrives meanwhile
+            os.kill(z, signal.SIGKILL)
+            time.sleep(0.3)
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        got, _ = c.collect([1])
+    assert ok(got[1][1]) == "done"
+    assert d.alive()
+    # A new zygote, and none of the old spares: its canary ran in one of its own.
+    wait_for(lambda: d.log().count("warm path: verified") == 2, 60, what="a new zygote")
+    d.wait_warm()
+    assert zygote_pid(d) != z
+    assert not (warm_pids(d.pid, *d.uid_range) & old_spares)
+    assert ok(d.run(EXE)) == ZYGOTE_EXE
+
+
+def test_a_job_never_gets_a_spare_that_just_died(start_daemon):
+    """Regression (review): spares killed from outside (or by the host's OOM killer) just
+    before a job arrived were adopted, and the job was told 'killed by signal 9'."""
+    d = start_daemon()
+    for _ in range(3):
+        d.wait_warm()
+        z = zygote_pid(d)
+        for p in warm_pids(d.pid, *d.uid_range) - {z}:
+            os.kill(p, signal.SIGKILL)
+        r = d.run("def main():\n    return 1\n")
+        assert (r["verdict"], r["result"]) == ("ok", "1"), r
+
+
+def test_no_zombie_is_left_after_zygote_deaths(start_daemon):
+    """Spares the zygote cloned but had not reported when it died are sandboxd's children with
+    no pidfd: reaped all the same."""
+    from conftest import children_of
+    d = start_daemon()
+    for _ in range(4):
+        d.wait_warm()
+        with d.client() as c:
+            for i in range(1, 5):
+                c.submit(i, "def main():\n    return 1\n")
+            time.sleep(0.05)
+            os.kill(zygote_pid(d), signal.SIGKILL)
+            got, _ = c.collect([1, 2, 3, 4])
+        assert all(got[i][1]["verdict"] == "ok" for i in got), got
+    d.wait_warm()
+    wait_for(lambda: not [k for k in children_of(d.pid) if k[1] == "Z"], 10,
+             what="no zombie children of sandboxd")

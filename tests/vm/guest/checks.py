@@ -89,6 +89,10 @@ def status_of(pid):
         return None
 
 
+def sandboxd_pid():
+    return unit(UNIT_SBX, "MainPID")["MainPID"]
+
+
 def job_procs():
     """Live processes with any uid of a job slot: [(pid, uid, name)]. The warm path's waiting
     spares are left out, and processes being killed get a moment (tests/integration/hostview)."""
@@ -397,10 +401,6 @@ def job_cgroup_carries_the_limits():
         code, _, text = join()
     assert (code, text) == (200, '{"result": 1, "stdout": ""}\n'), (code, text)
     wait_for(lambda: not os.path.exists(d), 30, 0.1, f"{d} to be removed")
-
-
-def sandboxd_pid():
-    return unit(UNIT_SBX, "MainPID")["MainPID"]
 
 
 @check
