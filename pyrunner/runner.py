@@ -77,7 +77,8 @@ def take_result_channel():
     The script then cannot hit the channel by writing to fd 4 (it gets EBADF, or whatever it
     opened there itself), closing or replacing fd 4 does not matter, and processes the script
     execs do not inherit the channel. A script that goes looking for the private fd can still
-    write to it: the daemon must treat a malformed channel as an error (it does).
+    write to it: the daemon treats a malformed channel as an error, and a whole forged frame
+    only claims what the script could have returned itself.
     """
     try:
         import fcntl
