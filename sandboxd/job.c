@@ -942,7 +942,7 @@ static void spare_cleanup(struct job *sp)
 	if (sp->slot >= 0)
 		s->slot_used[sp->slot] = false;
 	job_free(sp);
-	warm_refill(s);
+	warm_refill_soon(s);
 	pump_queue(s);
 }
 
@@ -1179,7 +1179,7 @@ static void job_report_result(struct job *j, const siginfo_t *si)
 	j->s->jobs_done++;
 	j->reported = true;
 	report(j, &r);
-	warm_refill(j->s);
+	warm_refill_soon(j->s);
 }
 
 /* The whole result frame is in: the runner flushed stdout and stderr before writing it and

@@ -53,7 +53,7 @@ struct warm {
 	int pidfd, ctl;
 	struct cg_job cg;
 	bool cg_made;
-	struct event *ev_ctl, *ev_pid, *ev_restart, *ev_watchdog, *ev_reap;
+	struct event *ev_ctl, *ev_pid, *ev_restart, *ev_watchdog, *ev_reap, *ev_refill;
 	unsigned reap_rounds;
 	struct job *pending[MAX_PENDING]; /* spawn requests in order; the zygote answers in order */
 	unsigned n_pending;
@@ -550,6 +550,21 @@ void warm_refill(struct sbx *s)
 	w->refilling = false;
 }
 
+static void on_refill(evutil_socket_t fd, short what, void *arg)
+{
+	warm_refill(arg);
+}
+
+void warm_refill_soon(struct sbx *s)
+{
+	struct timeval now = { 0, 0 };
+
+	/* A zero timer runs after the I/O of the next loop round: the answer that was just
+	 * queued goes out before a new spare's cgroup and clone are paid for. */
+	if (s->warm && !evtimer_pending(s->warm->ev_refill, NULL))
+		evtimer_add(s->warm->ev_refill, &now);
+}
+
 void warm_spare_failed(struct sbx *s)
 {
 	struct warm *w = s->warm;
@@ -620,13 +635,16 @@ int warm_init(struct sbx *s)
 	w->ev_restart = evtimer_new(s->base, on_restart, w);
 	w->ev_watchdog = evtimer_new(s->base, on_watchdog, w);
 	w->ev_reap = evtimer_new(s->base, on_reap_strays, w);
-	if (!w->ev_restart || !w->ev_watchdog || !w->ev_reap) {
+	w->ev_refill = evtimer_new(s->base, on_refill, s);
+	if (!w->ev_restart || !w->ev_watchdog || !w->ev_reap || !w->ev_refill) {
 		if (w->ev_restart)
 			event_free(w->ev_restart);
 		if (w->ev_watchdog)
 			event_free(w->ev_watchdog);
 		if (w->ev_reap)
 			event_free(w->ev_reap);
+		if (w->ev_refill)
+			event_free(w->ev_refill);
 		free(w);
 		return -ENOMEM;
 	}
@@ -654,6 +672,7 @@ void warm_stop(struct sbx *s)
 	event_free(w->ev_restart);
 	event_free(w->ev_watchdog);
 	event_free(w->ev_reap);
+	event_free(w->ev_refill);
 	free(w);
 	s->warm = NULL;
 }

@@ -20,6 +20,8 @@ bool warm_verifying(const struct sbx *s);
 bool warm_has_spare(const struct sbx *s);
 /* Asks the zygote for spares until there are cfg->warm_spares of them. */
 void warm_refill(struct sbx *s);
+/* The same, once the loop has done the I/O now due (an answer just queued goes out first). */
+void warm_refill_soon(struct sbx *s);
 /* A spare died before its job; after a few in a row the zygote is restarted. */
 void warm_spare_failed(struct sbx *s);
 /* The canary job ran warm and passed (0), or failed (-EPERM): the warm path is then off. */
