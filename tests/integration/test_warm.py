@@ -287,11 +287,12 @@ def test_no_zombie_is_left_after_zygote_deaths(start_daemon):
     d = start_daemon()
     for _ in range(4):
         d.wait_warm()
+        z = zygote_pid(d)
         with d.client() as c:
             for i in range(1, 5):
                 c.submit(i, "def main():\n    return 1\n")
             time.sleep(0.05)
-            os.kill(zygote_pid(d), signal.SIGKILL)
+            os.kill(z, signal.SIGKILL)
             got, _ = c.collect([1, 2, 3, 4])
         assert all(got[i][1]["verdict"] == "ok" for i in got), got
     d.wait_warm()
