@@ -96,13 +96,13 @@ def _host_procs(lo, hi, daemon_pid, spares=False):
 
 
 def zygote_pids(daemon_pid):
-    """A sandboxd's zygote: its child named pyexec-zygote in its own PID namespace (spares,
-    its other children of that name, are each in a new one)."""
+    """A sandboxd's live zygote: its child named pyexec-zygote in its own PID namespace
+    (spares, its other children of that name, are each in a new one)."""
     pids = set()
     for d in os.listdir("/proc"):
         st = read_status(d) if d.isdigit() else None
         if st and st.get("PPid") == str(daemon_pid) and st.get("Name") == "pyexec-zygote" \
-                and len(st.get("NSpid", "").split()) == 1:
+                and len(st.get("NSpid", "").split()) == 1 and not is_dying(d):
             pids.add(int(d))
     return pids
 
@@ -110,4 +110,5 @@ def zygote_pids(daemon_pid):
 def warm_pids(daemon_pid, lo=0, hi=1 << 32):
     """The pids of a sandboxd's warm path: its zygote and its spares still waiting for a job
     (see host_procs)."""
-    return {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True)} | zygote_pids(daemon_pid)
+    return {p[0] for p in _host_procs(lo, hi, daemon_pid, spares=True) if not is_dying(p[0])} \
+        | zygote_pids(daemon_pid)
