@@ -77,6 +77,20 @@ def test_health(service):
     check(ct.curl(service.port, "GET", "/health"), 200, '{"status": "healthy"}')
 
 
+def test_warm_path_in_the_container(service):
+    """The zygote runs inside the container with the README's capabilities and is verified by
+    its canary; jobs run in its spares."""
+    end = time.monotonic() + 120
+    while "warm path: verified" not in service.logs() and time.monotonic() < end:
+        time.sleep(0.2)
+    logs = service.logs()
+    assert "canary (warm): uid 1000" in logs, logs[-3000:]
+    status, text = execute(service.port,
+                           "import os\ndef main():\n    return os.readlink('/proc/self/exe')\n")
+    assert (status, json.loads(text)) == (200, {"result": "/opt/pyexec/pyexec-zygote",
+                                                "stdout": ""}), text
+
+
 def test_seed_examples(service):
     for name, script, status, body in SEED:
         t = time.monotonic()
@@ -322,3 +336,4 @@ def test_kubernetes_manifest(extra):
         os.unlink(path)
         if conf:
             os.unlink(conf)
+
