@@ -194,9 +194,16 @@ static void audit_sysctls(int rootfd, struct audit_report *r)
 
 		if (!it)
 			return;
-		if (read_line_at(rootfd, sysctls[i].path, it->value, sizeof(it->value)) < 0) {
+		int rr = read_line_at(rootfd, sysctls[i].path, it->value, sizeof(it->value));
+		if (rr == -ENOENT) {
 			/* A kernel without the knob lacks what it guards. */
 			snprintf(it->value, sizeof(it->value), "absent");
+			continue;
+		}
+		if (rr < 0) {
+			/* What cannot be read cannot be vouched for: judged as if it were bad. */
+			snprintf(it->value, sizeof(it->value), "unreadable (%s)", strerror(-rr));
+			judge(r, it, sysctls[i].level, sysctls[i].why, sysctls[i].note);
 			continue;
 		}
 		v = strtol(it->value, NULL, 10);
@@ -209,7 +216,9 @@ static void audit_sysctls(int rootfd, struct audit_report *r)
 			break;
 		case NOT_A_PIPE:
 		default:
-			bad = it->value[0] == '|';
+			/* "|prog" pipes the core to a program, "@sock" and "@@sock" (Linux 6.16)
+			 * stream it to a host socket; both ignore the job's RLIMIT_CORE of 0. */
+			bad = it->value[0] == '|' || it->value[0] == '@';
 			break;
 		}
 		if (bad)
@@ -256,8 +265,15 @@ static void audit_namespaces(int rootfd, struct audit_report *r)
 			      "a kernel built with every namespace type (CONFIG_NAMESPACES)");
 			continue;
 		}
-		if (read_line_at(rootfd, namespaces[i].sysctl, it->value, sizeof(it->value)) < 0) {
+		int rr = read_line_at(rootfd, namespaces[i].sysctl, it->value, sizeof(it->value));
+		if (rr == -ENOENT) {
 			snprintf(it->value, sizeof(it->value), "absent"); /* no limit to set */
+			continue;
+		}
+		if (rr < 0) {
+			snprintf(it->value, sizeof(it->value), "unreadable (%s)", strerror(-rr));
+			judge(r, it, AUDIT_FATAL, namespaces[i].why,
+			      "make the limit readable to sandboxd, and above 0");
 			continue;
 		}
 		if (strtol(it->value, NULL, 10) <= 0)

@@ -32,7 +32,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import pxclient  # noqa: E402
-from hostview import host_procs, read_status, wait_for, warm_pids, zygote_pids  # noqa: E402,F401 (tests import them from here)
+from hostview import children_of, host_procs, read_status, wait_for, warm_pids, zygote_pids  # noqa: E402,F401 (tests import them from here)
 
 
 def _first_existing(*paths):
@@ -66,23 +66,6 @@ def script(text):
 
 
 # ---- the host's view --------------------------------------------------------------------------
-
-
-def children_of(pid):
-    """[(pid, state)] of the direct children of pid, from /proc/*/stat."""
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append((int(d), fields[0]))
-    return kids
 
 
 # ---- daemons ----------------------------------------------------------------------------------

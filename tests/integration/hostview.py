@@ -30,6 +30,23 @@ def read_status(pid):
     return st
 
 
+def children_of(pid):
+    """[(pid, state)] of the direct children of pid (zombies included), from /proc/*/stat."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == int(pid):
+            kids.append((int(d), fields[0]))
+    return kids
+
+
 def _pipes(pid, fds=None):
     """{inode} of the pipes among a process's fds (all, or only those in fds)."""
     found = set()

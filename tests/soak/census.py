@@ -43,23 +43,13 @@ def rss_kib(pid):
     return int(m.group(1)) if m else None
 
 
-def uids_of(pid):
-    text = read_text(f"/proc/{pid}/status") or ""
-    m = re.search(r"^Uid:\s+(.*)$", text, re.M)
-    return [int(x) for x in m.group(1).split()] if m else []
-
-
 def host_procs(lo, hi, daemon_pid=None):
-    """[(pid, name)] of every process on the host with any uid in [lo, hi); with daemon_pid,
-    that sandboxd's waiting warm-path spares are left out (hostview.host_procs)."""
-    if daemon_pid:
-        return [(p[0], p[2]) for p in hostview.host_procs(lo, hi, daemon_pid, grace=0)]
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit() and any(lo <= u < hi for u in uids_of(d)):
-            name = (read_text(f"/proc/{d}/comm") or "?").strip()
-            found.append((int(d), name))
-    return found
+    """[(pid, name)] of every process on the host with any uid in [lo, hi), zombies included;
+    with daemon_pid, that sandboxd's waiting warm-path spares are left out (hostview)."""
+    return [(p[0], p[2]) for p in hostview.host_procs(lo, hi, daemon_pid, grace=0)]
+
+
+children_of = hostview.children_of
 
 
 def warm_settled(sandbox, spares=4, timeout=30):
@@ -73,21 +63,6 @@ def warm_settled(sandbox, spares=4, timeout=30):
         if len(pids) >= spares + 1 or time.monotonic() > end:
             return pids
         time.sleep(0.05)
-
-
-def children_of(pid):
-    """[(pid, state)] of the direct children of pid (zombies included)."""
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        stat = read_text(f"/proc/{d}/stat")
-        if not stat:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append((int(d), fields[0]))
-    return kids
 
 
 def mounts(pid="self"):

@@ -166,6 +166,20 @@ int main(void)
 	/* Fatal: core dumps piped to a host program. */
 	one("proc/sys/kernel/core_pattern", "|/usr/share/apport/apport -p%p -s%s -c%c\n",
 	    "kernel.core_pattern", "|/usr/share/apport/apport -p%p -s%s -c%c", AUDIT_FATAL);
+	/* Linux 6.16's coredump sockets ("@path", "@@path") ignore RLIMIT_CORE as pipes do. */
+	one("proc/sys/kernel/core_pattern", "@/run/systemd/coredump\n", "kernel.core_pattern",
+	    "@/run/systemd/coredump", AUDIT_FATAL);
+	one("proc/sys/kernel/core_pattern", "@@/run/coredump.socket\n", "kernel.core_pattern",
+	    "@@/run/coredump.socket", AUDIT_FATAL);
+	/* What cannot be read cannot be vouched for (here a read of a directory: EISDIR). */
+	{
+		char p[600];
+		fresh_hardened_host();
+		snprintf(p, sizeof(p), "%s/proc/sys/kernel/core_pattern", root);
+		CHECK(unlink(p) == 0 && mkdir(p, 0755) == 0, "core_pattern made a directory");
+		audit(&cg_ok);
+		expect_only("kernel.core_pattern", "unreadable (Is a directory)", AUDIT_FATAL);
+	}
 	one("proc/sys/kernel/core_pattern", "/var/crash/core.%e.%p\n", "kernel.core_pattern",
 	    "/var/crash/core.%e.%p", AUDIT_OK);
 
