@@ -234,6 +234,12 @@ class JobWatch(threading.Thread):
 def idle_census(sandbox, gateway=None, timeout=15):
     """A census (tests/soak/census.py) once no job process and no job cgroup is left."""
     def idle():
+        # sandboxd answers a job as soon as its result is in and tears the jail down after:
+        # idle is when it holds no job's pidfd any more (it closes it with the job's other
+        # fds once the cgroup is gone), only those of the zygote and its waiting spares.
+        if sandbox.proc.poll() is None and \
+                census.pidfd_count(sandbox.pid) > len(census.warm_settled(sandbox)):
+            return None  # a job's pidfd: it is still being torn down
         c = census.Census(sandbox, gateway)
         return c if not c.cgroups and not c.job_procs and not c.sbx_children else None
     return wait_for(idle, timeout, what="an idle sandboxd")

@@ -40,6 +40,9 @@ def test_sigkill_gatewayd_mid_request(start_sandbox, start_gateway):
              len(census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)) == 8, 60,
              what="two jobs running, with three children each")
     assert len(census.job_cgroups(sbx.pid, before.parents)) == 2 * len(before.parents)
+    # The watch (a thread scanning /proc) has seen them all before the gateway dies.
+    running = {p for p, _ in census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid)}
+    wait_for(lambda: running <= watch.seen, 30, what="the watch to see the running jobs")
 
     t_kill = time.monotonic()
     gw.kill()

@@ -98,7 +98,11 @@ def host_procs(lo, hi, daemon_pid=None, grace=5.0):
 
 
 def _host_procs(lo, hi, daemon_pid, spares=False):
-    waiting = _pipes(daemon_pid) if daemon_pid else set()
+    # Only a daemon with a zygote has spares: a cold job's init also reads a script pipe the
+    # daemon holds, for the moment before its script is written.
+    warm = bool(daemon_pid and zygote_pids(daemon_pid))
+    waiting = _pipes(daemon_pid) if warm else set()
+    fresh = False
     found = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -107,7 +111,13 @@ def _host_procs(lo, hi, daemon_pid, spares=False):
         if not st or "Uid" not in st:
             continue
         uids = [int(x) for x in st["Uid"].split()]
-        if any(lo <= u < hi for u in uids) and spares == bool(_pipes(d, ["3"]) & waiting):
+        if not any(lo <= u < hi for u in uids):
+            continue
+        script = _pipes(d, ["3"])
+        if warm and script and not script & waiting and not fresh:
+            # A spare made after the daemon's pipes were read: read them again, once.
+            waiting, fresh = _pipes(daemon_pid), True
+        if spares == bool(script & waiting):
             found.append((int(d), uids[0], st.get("Name", "?"), st.get("State", "?")))
     return found
 

@@ -37,6 +37,20 @@ def fd_count(pid):
         return None
 
 
+def pidfd_count(pid):
+    """How many pidfds the process holds (sandboxd: one per job, spare and zygote)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[pidfd]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
 def rss_kib(pid):
     text = read_text(f"/proc/{pid}/status") or ""
     m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
