@@ -1,5 +1,6 @@
 /* audit.h - the host settings a jail's strength depends on (../shared/SECURITY.md item 15), read
- * once at start-up. Each finding is one of three levels:
+ * at start-up and again every few seconds (main.c: a host that turns fatal later refuses jobs
+ * from then on). Each finding is one of three levels:
  *
  *  - fatal: isolation cannot hold on this host whatever the jail does (no seccomp filters, a
  *    namespace the jail needs is unavailable, no memory, pids or cpu controller on either cgroup

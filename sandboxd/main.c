@@ -95,6 +95,30 @@ static void log_host_audit(struct sbx *s, bool cg_ok)
 	audit_refusal(&rep, s->refusal, sizeof(s->refusal));
 }
 
+/* The host can change under a running daemon (apport or systemd-coredump installing a
+ * core_pattern handler after sandboxd started, a sysctl reset): the audit runs again every few
+ * seconds, and a fatal finding stops new jobs from then on, as at start-up. Jobs in flight end
+ * as they would; a restart after the host is fixed serves again. */
+#define REAUDIT_S 5
+
+static void on_reaudit(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbx *s = arg;
+	const struct audit_cgroup cg = {.version = s->cg.version, .swap_limited = s->cg.swap_limited};
+	struct audit_report rep;
+	char why[sizeof(s->refusal)];
+
+	if (!s->ready || s->stopping || *s->refusal)
+		return;
+	if (audit_host(s->cfg->audit_root, &cg, &rep) < 0)
+		snprintf(why, sizeof(why), "host audit: cannot read %s any more", s->cfg->audit_root);
+	else if (!*audit_refusal(&rep, why, sizeof(why)))
+		return;
+	snprintf(s->refusal, sizeof(s->refusal), "%s", why);
+	s->ready = false;
+	log_error("%s; the host changed since start-up: refusing jobs from now on", s->refusal);
+}
+
 static void on_canary(struct sbx *s, int r, const char *why)
 {
 	if (r < 0) {
@@ -184,7 +208,7 @@ int main(int argc, char **argv)
 	struct sbx s = { 0 };
 	struct passwd *pw;
 	const char *why, *what;
-	struct event *sig_term = NULL, *sig_int = NULL;
+	struct event *sig_term = NULL, *sig_int = NULL, *reaudit = NULL;
 	char desc[1024];
 	int r;
 
@@ -336,6 +360,14 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_error_errno(r, "warm path: cannot start; every job runs cold");
 	warm_set_on_ready(&s, on_zygote_ready);
+	reaudit = event_new(s.base, -1, EV_PERSIST, on_reaudit, &s);
+	{
+		struct timeval every = { REAUDIT_S, 0 };
+		if (!reaudit || event_add(reaudit, &every) < 0) {
+			log_error("cannot schedule the host audit");
+			return 1;
+		}
+	}
 	event_base_dispatch(s.base);
 	job_stop_all(&s);
 	warm_stop(&s);
@@ -345,6 +377,7 @@ int main(int argc, char **argv)
 	log_info("stopped after %llu jobs", (unsigned long long)s.jobs_done);
 	event_free(sig_term);
 	event_free(sig_int);
+	event_free(reaudit);
 	/* Jobs still running die with us (PR_SET_PDEATHSIG); their cgroups are removed as
 	 * stale at the next start. */
 	event_base_free(s.base);

@@ -151,3 +151,25 @@ def test_protocol_says_why(tmp_path, start_sandbox, start_gateway):
         c.submit(7, HELLO)
         assert c.read_frame() == (pxclient.ERROR, 7,
                                   {"code": pxclient.E_NOT_READY, "message": reason})
+
+
+def test_a_host_that_changes_after_start_is_refused_from_then_on(tmp_path, start_sandbox,
+                                                                 start_gateway):
+    """A core_pattern handler installed after sandboxd started (apport, systemd-coredump): the
+    audit runs again every few seconds, and jobs are refused from then on, with the reason."""
+    root = fakehost.make(str(tmp_path))
+    sbx = start_sandbox("--audit-root", root)
+    gw = start_gateway(sbx.socket)
+    gw.wait_connected()
+    assert health(gw) == (200, {"status": "healthy"})
+    assert execute(gw).status_code == 200
+    with open(os.path.join(root, "proc/sys/kernel/core_pattern"), "w") as f:
+        f.write(CORE_PIPE + "\n")
+    reason = f"host audit: kernel.core_pattern = {CORE_PIPE}: {CORE_WHY}"
+    wait_for(lambda: health(gw)[0] == 503, 30, what="the change to be seen")
+    assert health(gw) == (503, {"status": "unhealthy",
+                                "reason": "sandboxd is not ready: " + reason})
+    r = execute(gw)
+    assert (r.status_code, r.json()) == (503, {"error": "The sandbox is not ready: " + reason})
+    assert sbx.log().count("the host changed since start-up: refusing jobs") == 1
+    assert sbx.alive()
