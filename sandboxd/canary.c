@@ -135,6 +135,7 @@ int canary_start(struct sbx *s, void (*done)(struct sbx *s, int r, const char *w
 		free(c);
 		return -ENOMEM;
 	}
+	job_set_internal(j);
 	if (warm)
 		job_set_warm_only(j);
 	r = job_submit(j); /* on failure the job is freed, without a report */

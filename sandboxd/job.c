@@ -60,6 +60,7 @@ struct job {
 	bool timed_out, cancelled, oom_seen, exec_ok, reported;
 	bool warm;       /* it runs (or ran) in an adopted spare */
 	bool warm_only;  /* the warm canary: a spare while the zygote is verified, else cold */
+	bool internal;   /* a canary: not counted in running or queued, never refused */
 	int fail_stage, fail_err;
 	char fail_detail[52];
 };
@@ -153,6 +154,11 @@ uint64_t job_client_id(const struct job *j)
 void job_set_warm_only(struct job *j)
 {
 	j->warm_only = true;
+}
+
+void job_set_internal(struct job *j)
+{
+	j->internal = true;
 }
 
 bool job_is_warm(const struct job *j)
@@ -323,7 +329,7 @@ int job_submit(struct job *j)
 
 	/* The warm canary runs beside the jobs, in a spare (whose slot is its own): it is not
 	 * counted in running or queued, and no job waits for it. */
-	if (j->warm_only || (s->running < s->cfg->max_running && TAILQ_EMPTY(&s->queue))) {
+	if (j->internal || (s->running < s->cfg->max_running && TAILQ_EMPTY(&s->queue))) {
 		job_start(j);
 		return 0;
 	}
@@ -357,7 +363,7 @@ void job_cancel(struct job *j)
 			s->queued--;
 		} else {
 			TAILQ_REMOVE(&s->waiting, j, link);
-			s->running -= !j->warm_only;
+			s->running -= !j->internal;
 		}
 		report_simple(j, PROTO_V_CANCELLED, "Job cancelled");
 		job_free(j);
@@ -697,7 +703,7 @@ static void job_start(struct job *j)
 {
 	struct sbx *s = j->s;
 
-	s->running += !j->warm_only;
+	s->running += !j->internal;
 	if (job_wants_warm(j) && !ready_spare(s)) {
 		warm_refill(s);
 		/* Wait only for a spare that is on its way; when none can be made (no cgroup, no
@@ -1142,7 +1148,7 @@ static void job_cleanup(struct job *j)
 	TAILQ_REMOVE(&s->active, j, link);
 	if (j->slot >= 0)
 		s->slot_used[j->slot] = false;
-	s->running -= !j->warm_only;
+	s->running -= !j->internal;
 	job_free(j);
 	pump_queue(s);
 }

@@ -26,6 +26,10 @@ uint64_t job_client_id(const struct job *j);
 /* The warm canary: it takes a spare while the zygote is being verified (and runs cold
  * otherwise). Call before job_submit. */
 void job_set_warm_only(struct job *j);
+/* A canary: it runs beside the jobs (its slot is its own) and is never counted in running or
+ * queued, so that clients see the daemon's capacity whole from the moment it listens (the
+ * canary's answer comes before its jail is torn down). Call before job_submit. */
+void job_set_internal(struct job *j);
 /* It ran in a spare of the zygote. */
 bool job_is_warm(const struct job *j);
 /* pid is a job's or a spare's process (for reaping strays). */

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
 		}
 	}
 	/* Spares hold a slot (and so a host uid) of their own from the moment they are made. */
-	/* + the warm canary, + room for spares whose cgroups are still being removed */
+	/* + a canary, + room for spares whose cgroups are still being removed */
 	s.n_slots = (unsigned)(cfg.max_running + 2 * cfg.warm_spares + 1);
 	s.slot_used = calloc(s.n_slots, sizeof(bool));
 	s.base = event_base_new();
