@@ -18,36 +18,19 @@ _all = []  # every daemon started in this session, for the failure report
 
 
 def pytest_sessionstart(session):
-    reason = harness.skip_reason()
-    if reason:
-        # ctest's SKIP_RETURN_CODE is 77; pytest has no exit status for "all skipped".
-        sys.stdout.write(f"SKIPPED: {reason}\n")
-        sys.stdout.flush()
-        os._exit(77)
-    missing = harness.missing_binaries()
-    if missing:
-        sys.stdout.write(f"ERROR: not built: {', '.join(missing)} (build first, or set "
-                         "SANDBOXD and GATEWAYD)\n")
-        sys.stdout.flush()
-        os._exit(1)
+    harness.exit_unless_runnable()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    item._marks = {id(d): len(d.log()) for d in _all}
+    harness.mark_logs(item, _all)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failed test shows what every daemon logged meanwhile."""
     outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for d in _all:
-            start = getattr(item, "_marks", {}).get(id(d), 0)
-            tail = d.log()[start:][-15000:]
-            if tail:
-                rep.sections.append((f"{type(d).__name__} log ({d.log_path})", tail))
+    harness.attach_logs(item, outcome.get_result(), _all)
 
 
 def _track(d):

@@ -62,6 +62,37 @@ _uid_slots = itertools.count()
 DEFAULT_TIMEOUT = 120.0  # seconds any one HTTP answer may take; 2 small cores, busy
 
 
+def exit_unless_runnable(what=""):
+    """For a conftest's pytest_sessionstart: exit 77 (ctest's skip; pytest has no exit status
+    for "all skipped") saying why when the host cannot run the suite, 1 when not built."""
+    reason = skip_reason()
+    if reason:
+        sys.stdout.write(f"SKIPPED: {what}{reason}\n")
+        sys.stdout.flush()
+        os._exit(77)
+    missing = missing_binaries()
+    if missing:
+        sys.stdout.write(f"ERROR: not built: {', '.join(missing)} (build first, or set "
+                         "SANDBOXD and GATEWAYD)\n")
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def mark_logs(item, daemons):
+    """For pytest_runtest_setup: where each daemon's log stands when the test starts."""
+    item._marks = {id(d): len(d.log()) for d in daemons}
+
+
+def attach_logs(item, rep, daemons):
+    """For pytest_runtest_makereport: a failed test shows what every daemon logged meanwhile."""
+    if rep.failed:
+        for d in daemons:
+            start = getattr(item, "_marks", {}).get(id(d), 0)
+            tail = d.log()[start:][-15000:]
+            if tail:
+                rep.sections.append((f"{type(d).__name__} log ({d.log_path})", tail))
+
+
 def skip_reason():
     """Why this host cannot run the suite, or None."""
     if os.geteuid() != 0:

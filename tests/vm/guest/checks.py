@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostview import host_procs, warm_pids  # noqa: E402  (copied in from tests/integration)
+from hostview import host_procs, read_status, wait_for, warm_pids  # noqa: E402  (copied in from tests/integration)
 
 URL = "http://127.0.0.1:8080"
 UNIT_SBX = "pyexec-sandboxd.service"
@@ -68,25 +68,6 @@ def unit(name, *props):
 
 def journal(name):
     return sh("journalctl", "-b", "-u", name, "-o", "cat", "--no-pager")
-
-
-def wait_for(cond, timeout, interval=0.2, what="condition"):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def status_of(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-    except OSError:
-        return None
 
 
 def sandboxd_pid():
@@ -194,7 +175,7 @@ def runtime_dir_and_socket_modes():
 @check
 def sandboxd_runs_as_root_with_its_bounding_set():
     pid = unit(UNIT_SBX, "MainPID")["MainPID"]
-    st = status_of(pid)
+    st = read_status(pid)
     assert st["Uid"].split() == ["0"] * 4, st["Uid"]
     assert st["Gid"].split() == [str(grp.getgrnam("pyexec").gr_gid)] * 4, st["Gid"]
     print("  sandboxd:", {k: st[k].strip() for k in ("CapBnd", "CapEff", "NoNewPrivs",
@@ -209,7 +190,7 @@ def sandboxd_runs_as_root_with_its_bounding_set():
 def gateway_runs_unprivileged():
     pid = unit(UNIT_GW, "MainPID")["MainPID"]
     pw = pwd.getpwnam("pyexec")
-    st = status_of(pid)
+    st = read_status(pid)
     print("  gatewayd:", {k: st[k].strip() for k in ("Uid", "Gid", "Groups", "CapEff",
                                                       "CapBnd", "NoNewPrivs", "Seccomp")})
     assert st["Uid"].split() == [str(pw.pw_uid)] * 4 and pw.pw_uid != 0, st["Uid"]
@@ -393,7 +374,7 @@ def job_cgroup_carries_the_limits():
 
         def job_uids():
             # The jail is built as root; the script runs as the slot's host uid.
-            uids = [status_of(p) for p in read(f"{d}/cgroup.procs").split()]
+            uids = [read_status(p) for p in read(f"{d}/cgroup.procs").split()]
             uids = [int(u) for st in uids if st for u in st["Uid"].split()]
             return uids if uids and min(uids) >= UID_BASE else None
         print("  job uids:", sorted(set(wait_for(job_uids, 60, 0.05, "the script's uid"))))
