@@ -52,6 +52,20 @@ void cg_fini(struct cg_ctx *ctx)
 	cg_ctx_reset(ctx);
 }
 
+int cg_sweep_stale(struct cg_ctx *ctx)
+{
+	int left = 0;
+
+	for (int i = 0; i < CG_V1_N; i++) {
+		bool seen = false; /* cpu and cpuacct are often one hierarchy: count it once */
+		for (int k = 0; k < i; k++)
+			seen |= ctx->base_fd[k] >= 0 && !strcmp(ctx->base_path[k], ctx->base_path[i]);
+		if (ctx->base_fd[i] >= 0 && !seen)
+			left += cgu_remove_stale(ctx->base_fd[i], false);
+	}
+	return left;
+}
+
 const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len)
 {
 	if (ctx->version == 2)

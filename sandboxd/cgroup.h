@@ -44,6 +44,10 @@ struct cg_stats {
  * cgroups of a previous run. Returns 0 or -errno; *why says what was missing. */
 int cg_init(struct cg_ctx *ctx, const char *mode, const char **why);
 void cg_fini(struct cg_ctx *ctx);
+/* Again, while running: job cgroups of dead daemons whose tasks had not left when cg_init()
+ * gave up on them (a slow exit), or that a daemon killed meanwhile left. Returns how many
+ * remain. */
+int cg_sweep_stale(struct cg_ctx *ctx);
 /* Describes the hierarchy in use, for the start-up log line. */
 const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len);
 

@@ -151,33 +151,40 @@ static void kill_members(int base_fd, const char *name)
 	}
 }
 
-void cgu_remove_stale(int base_fd)
+int cgu_remove_stale(int base_fd, bool at_start)
 {
 	_cleanup_close_ int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	int left = 0;
 
 	if (!d)
-		return;
+		return 0;
 	fd = -1; /* owned by d now */
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, "job-", 4))
 			continue;
 		/* job-<pid>-<seq> of a daemon that is still running is not stale: another
-		 * sandboxd may have just made it and not yet moved its job in. Ours are stale:
-		 * this runs before we make any (our pid may be a dead daemon's, recycled). */
+		 * sandboxd may have just made it and not yet moved its job in. Ours are stale
+		 * only at start-up, before we make any (our pid may be a dead daemon's, recycled);
+		 * later they are our live jobs. */
 		char *end;
 		long pid = strtol(de->d_name + 4, &end, 10);
-		if (*end == '-' && pid > 0 && pid != getpid() &&
+		if (*end == '-' && pid > 0 && (pid != getpid() || !at_start) &&
 		    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue;
 		kill_members(base_fd, de->d_name);
-		/* The killed tasks take a moment to leave; start-up can afford to wait for it. */
-		for (int i = 0; i < 100; i++) {
+		/* The killed tasks take a moment to leave. Start-up can afford to wait for it;
+		 * the periodic sweep just comes back later. */
+		for (int i = 0; i < (at_start ? 100 : 1); i++) {
 			if (unlinkat(base_fd, de->d_name, AT_REMOVEDIR) == 0 || errno != EBUSY)
 				break;
-			usleep(10000);
+			if (at_start)
+				usleep(10000);
 		}
+		if (faccessat(base_fd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			left++;
 	}
 	closedir(d);
+	return left;
 }

@@ -15,9 +15,11 @@ int cgu_read_u64(int dirfd, const char *file, uint64_t *ret);
 int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 /* Our own path in a hierarchy from /proc/self/cgroup: "" for v2, a controller name for v1. */
 int cgu_self_path(const char *ctrl, char *buf, size_t len);
-/* Removes job-* directories a previous run left behind (empty ones only: rmdir), but not
- * those of another sandboxd that is still running (job-<its pid>-<seq>). */
-void cgu_remove_stale(int base_fd);
+/* Kills what is left in job-* directories of daemons no longer running and removes them, but
+ * not those of another sandboxd that is still running (job-<its pid>-<seq>). at_start: ours
+ * count as stale too (a recycled pid), and each gets up to 1 s to empty. Returns how many are
+ * still there (busy: their tasks are still leaving). */
+int cgu_remove_stale(int base_fd, bool at_start);
 
 int cg_v1_init(struct cg_ctx *ctx, const char **why);
 int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j);

@@ -95,7 +95,8 @@ static void log_host_audit(struct sbx *s, bool cg_ok)
 	audit_refusal(&rep, s->refusal, sizeof(s->refusal));
 }
 
-/* The host can change under a running daemon (apport or systemd-coredump installing a
+/* Every few seconds: stale cgroups, then the host audit.
+ * The host can change under a running daemon (apport or systemd-coredump installing a
  * core_pattern handler after sandboxd started, a sysctl reset): the audit runs again every few
  * seconds, and a fatal finding stops new jobs from then on, as at start-up. Jobs in flight end
  * as they would; a restart after the host is fixed serves again. */
@@ -108,7 +109,15 @@ static void on_reaudit(evutil_socket_t fd, short what, void *arg)
 	struct audit_report rep;
 	char why[sizeof(s->refusal)];
 
-	if (!s->ready || s->stopping || *s->refusal)
+	if (s->stopping)
+		return;
+	/* A dead daemon's job cgroups that were still busy at start-up or at the last tick, or
+	 * of another sandboxd on this host that died meanwhile. */
+	unsigned was = s->stale_cgroups;
+	s->stale_cgroups = (unsigned)cg_sweep_stale(&s->cg);
+	if (was && !s->stale_cgroups)
+		log_info("the dead daemon's last job cgroup is removed");
+	if (!s->ready || *s->refusal)
 		return;
 	if (audit_host(s->cfg->audit_root, &cg, &rep) < 0)
 		snprintf(why, sizeof(why), "host audit: cannot read %s any more", s->cfg->audit_root);
@@ -274,6 +283,10 @@ int main(int argc, char **argv)
 	r = cg_init(&s.cg, cfg.cgroup_mode, &why);
 	if (r == 0)
 		log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
+	s.stale_cgroups = r == 0 ? (unsigned)cg_sweep_stale(&s.cg) : 0;
+	if (s.stale_cgroups)
+		log_warn("%u job cgroups of a dead daemon still have tasks leaving; they are "
+			 "removed as they empty", s.stale_cgroups);
 	log_host_audit(&s, r == 0);
 	/* Controllers that exist but are not ours to use are a deployment error; a host where
 	 * isolation cannot hold (no controller at all, say) keeps sandboxd up to say why. */

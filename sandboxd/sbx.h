@@ -46,6 +46,7 @@ struct sbx {
 	bool ready; /* the canary passed */
 	char refusal[512]; /* a fatal host audit finding: no job runs, PING and SUBMIT say why */
 	bool stopping;
+	unsigned stale_cgroups; /* a dead daemon's job cgroups still busy: swept every tick */
 	uid_t gateway_uid;
 	gid_t gateway_gid;
 	uint64_t jobs_done;

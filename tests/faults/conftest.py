@@ -239,3 +239,16 @@ def assert_no_leaks(before, sandbox, gateway=None, timeout=15):
             return after
         assert time.monotonic() < end, "left behind: " + "; ".join(leaks)
         time.sleep(0.2)
+
+
+@pytest.fixture
+def own_cgroups():
+    """v1 cgroups of the test's own, one per hierarchy, for a sandboxd to run in (cgfault.py):
+    removed, with whatever was made under them, at the end."""
+    import cgfault
+    dirs = cgfault.own_v1_dirs(f"pyexec-fault-{os.getpid()}")
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+    yield dirs
+    for d in dirs:
+        cgfault.rmdir_tree(d)

@@ -18,109 +18,18 @@ process ever runs in the job uid range (in a cgroup or out), no job cgroup is le
 and the daemon stays up. It recovers when the condition clears if it can, and after a restart in
 any case.
 """
-import errno
 import os
 import sys
-import time
 
-import pytest
-
-from conftest import (HELLO, HELLO_BODY, SLEEPER, JobWatch, assert_no_leaks, census, harness,
-                      health, idle_census, post, wait_for)
+from cgfault import CgroupSandbox, run_hello, set_quota, try_rmdir
+from conftest import (HELLO, HELLO_BODY, SLEEPER, JobWatch, assert_no_leaks, census, health,
+                      idle_census, post, wait_for)
 
 if not all(c in census._cgroup_mounts() for c in census.CONTROLLERS):
     # ctest's SKIP_RETURN_CODE: the fault is made with v1 cgroupfs.
     sys.stdout.write("SKIPPED: no cgroup v1 hierarchy for each of memory, pids, cpu, cpuacct\n")
     sys.stdout.flush()
     os._exit(77)
-
-
-def own_v1_dirs(name):
-    """'<mount><our cgroup>/<name>' in each v1 hierarchy sandboxd uses (shared ones once)."""
-    mnts = census._cgroup_mounts()
-    mine = {}
-    for line in census.read_text("/proc/self/cgroup").splitlines():
-        _, ctrls, path = line.split(":", 2)
-        for c in ctrls.split(","):
-            mine[c] = path
-    dirs = []
-    for c in census.CONTROLLERS:
-        mnt, root = mnts[c]
-        path = mine[c]
-        rel = path[len(root):] if root != "/" and path.startswith(root) else path
-        d = mnt + rel.rstrip("/") + "/" + name
-        if d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def rmdir_tree(d):
-    """Removes a cgroup directory and its child cgroups (cgroupfs has only directories to
-    remove; their files go with them)."""
-    if not os.path.isdir(d):
-        return
-    for sub in os.listdir(d):
-        if os.path.isdir(os.path.join(d, sub)):
-            rmdir_tree(os.path.join(d, sub))
-    for _ in range(100):
-        try:
-            os.rmdir(d)
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
-def set_quota(cgroup, us):
-    """Writes cpu.cfs_quota_us. v1 checks a new quota against every task group of the host, and
-    a job cgroup just removed stays one for a moment (its quota, 100% of a CPU, is over 50%):
-    EINVAL then, for a few tens of ms. Retried until written, then read back."""
-    path = os.path.join(cgroup, "cpu.cfs_quota_us")
-
-    def write():
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(us).encode())
-            return True
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            return False
-        finally:
-            os.close(fd)
-    wait_for(write, 30, interval=0.02, what=f"{path} to take {us}")
-    assert int(census.read_text(path)) == us
-
-
-def try_rmdir(d):
-    """rmdir, or False while the directory is busy (the last job's cgroup is still being
-    removed: v1 takes a moment after its last task is reaped)."""
-    try:
-        os.rmdir(d)
-        return True
-    except OSError as e:
-        if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-            raise
-        return False
-
-
-class CgroupSandbox(harness.Sandbox):
-    """A sandboxd started in the cgroups `cg_dirs` (a shell joins them, then execs it)."""
-
-    def __init__(self, *flags, cg_dirs, **kw):
-        super().__init__(*flags, **kw)
-        procs = " ".join(os.path.join(d, "cgroup.procs") for d in cg_dirs)
-        self.argv = ["/bin/sh", "-c", f'for f in {procs}; do echo $$ > "$f" || exit 97; done; '
-                     'exec "$@"', "sh", *self.argv]
-
-
-@pytest.fixture
-def own_cgroups():
-    dirs = own_v1_dirs(f"pyexec-fault-{os.getpid()}")
-    for d in dirs:
-        os.makedirs(d, exist_ok=True)
-    yield dirs
-    for d in dirs:
-        rmdir_tree(d)
 
 
 def sandbox_error(gw, want):
@@ -222,14 +131,9 @@ def test_quota_below_cpu_percent_at_start(own_cgroups, start_sandbox):
         # Within the quota it serves.
         sbx = start_sandbox("--cgroup", "v1", "--cpu-percent", "50", cls=CgroupSandbox,
                             cg_dirs=own_cgroups)
-        r = sbx_run_hello(sbx)
+        r = run_hello(sbx)
         assert r["verdict"] == "ok", r
         assert sbx.stop() == 0
     finally:
         set_quota(cpu_own, -1)
 
-
-def sbx_run_hello(sbx):
-    import pxclient
-    with pxclient.Client(sbx.socket, timeout=harness.DEFAULT_TIMEOUT) as c:
-        return c.run(HELLO)

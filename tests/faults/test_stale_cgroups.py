@@ -1,0 +1,94 @@
+"""Fault: job cgroups of a dead sandboxd (cgroup v1, as on this CI host).
+
+A daemon that dies (SIGKILL, a crash) leaves its job cgroups behind; its jobs die with it, but
+their tasks can take a while to leave (a 65 MB interpreter's exit under emulation, a slow
+kernel). The next daemon removes them at start-up, waiting up to a second each. What is still
+busy then must not stay forever: sandboxd sweeps again every few seconds, killing what is left
+in a dead daemon's cgroups and removing them once empty; a live daemon's cgroups (job-<its
+pid>-<seq>, made but not yet joined) are never touched.
+
+A cgroup that stays busy is made for real: a child cgroup inside it (cgroupfs refuses rmdir
+with EBUSY while it has one), removed by the test later. Leftover tasks are real processes in
+those cgroups.
+"""
+import os
+import subprocess
+import sys
+
+from cgfault import CgroupSandbox, run_hello
+from conftest import census, wait_for
+
+if not all(c in census._cgroup_mounts() for c in census.CONTROLLERS):
+    # ctest's SKIP_RETURN_CODE: the fault is made with v1 cgroupfs.
+    sys.stdout.write("SKIPPED: no cgroup v1 hierarchy for each of memory, pids, cpu, cpuacct\n")
+    sys.stdout.flush()
+    os._exit(77)
+
+
+def dead_pid():
+    """A pid no process has now (one that just exited)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert not os.path.exists(f"/proc/{p.pid}")
+    return p.pid
+
+
+def leftover(parents, name):
+    """A process in job cgroup `name` under each parent, as a dead daemon's job leaves it."""
+    procs = []
+    for parent in parents:
+        os.makedirs(os.path.join(parent, name), exist_ok=True)
+        procs.append(os.path.join(parent, name, "cgroup.procs"))
+    p = subprocess.Popen(["/bin/sh", "-c", 'for f in "$@"; do echo $$ > "$f" || exit 97; done; '
+                          "exec sleep 300", "sh", *procs])
+    wait_for(lambda: all(str(p.pid) in census.read_text(f).split() for f in procs), 10,
+             what="the leftover task to join its cgroups")
+    return p
+
+
+def exists(parents, name):
+    return [p for p in parents if os.path.isdir(os.path.join(p, name))]
+
+
+def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
+    parents = [os.path.join(d, "pyexec") for d in own_cgroups]
+    dead = dead_pid()
+    busy, killed_at_start, later, alive = (f"job-{dead}-1", f"job-{dead}-2", f"job-{dead}-3",
+                                           f"job-{os.getpid()}-9")
+    for parent in parents:
+        os.makedirs(os.path.join(parent, busy, "child"))
+    task = leftover(parents, killed_at_start)
+
+    sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups)
+    assert sorted(census.cgroup_parents(sbx.pid, sbx.log())) == sorted(parents)
+    # At start-up: the leftover task killed, its cgroups removed; the busy one reported.
+    assert task.wait(15) == -9
+    wait_for(lambda: exists(parents, killed_at_start) == [], 15,
+             what=f"{killed_at_start} to be removed")
+    assert exists(parents, busy) == parents
+    # One per hierarchy (parents holds each distinct directory once).
+    assert f"warn: {len(parents)} job cgroups of a dead daemon still have tasks leaving; " \
+        "they are removed as they empty\n" in sbx.log(), sbx.log()
+
+    # While it serves: another dead daemon's leftover appears, a live daemon's cgroup exists
+    # (this test's pid stands for that daemon), and the busy one empties.
+    task = leftover(parents, later)
+    for parent in parents:
+        os.makedirs(os.path.join(parent, alive), exist_ok=True)
+    try:
+        for parent in parents:
+            os.rmdir(os.path.join(parent, busy, "child"))
+        assert task.wait(15) == -9
+        wait_for(lambda: exists(parents, busy) + exists(parents, later) == [], 15,
+                 what="the periodic sweep to remove the dead daemon's cgroups")
+        assert "the dead daemon's last job cgroup is removed\n" in sbx.log()
+        # The sweep that removed them ran past the live daemon's cgroup: still there.
+        assert exists(parents, alive) == parents
+        r = run_hello(sbx)
+        assert r["verdict"] == "ok", r
+    finally:
+        for parent in parents:
+            if os.path.isdir(os.path.join(parent, alive)):
+                os.rmdir(os.path.join(parent, alive))
+    assert sbx.stop() == 0
+
