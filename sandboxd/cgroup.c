@@ -161,3 +161,14 @@ int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j)
 	}
 	return r;
 }
+
+int cg_job_remove_now(struct cg_ctx *ctx, struct cg_job *j)
+{
+	int r;
+
+	(void)cg_job_kill(j);
+	/* Killed tasks take a moment to leave (their memory is being freed): up to 0.5 s. */
+	for (int i = 0; (r = cg_job_destroy(ctx, j)) == -EBUSY && i < 50; i++)
+		usleep(10000);
+	return r;
+}

@@ -318,11 +318,6 @@ void job_pump_queue(struct sbx *s)
 	}
 }
 
-static void pump_queue(struct sbx *s)
-{
-	job_pump_queue(s);
-}
-
 int job_submit(struct job *j)
 {
 	struct sbx *s = j->s;
@@ -367,7 +362,7 @@ void job_cancel(struct job *j)
 		}
 		report_simple(j, PROTO_V_CANCELLED, "Job cancelled");
 		job_free(j);
-		pump_queue(s);
+		job_pump_queue(s);
 		return;
 	}
 	if (j->state == J_RUNNING && !j->cancelled) {
@@ -876,14 +871,20 @@ int job_spare_started(struct job *sp, pid_t pid, int pidfd)
 
 static void spare_cleanup(struct job *sp);
 
-void job_spare_discard(struct job *sp)
+/* SIGKILL and reap, at once: for paths that tear down without the event loop's help. */
+static void kill_and_reap(int pidfd)
 {
 	siginfo_t si;
 
-	if (sp->pidfd >= 0) {
-		(void)syscall(SYS_pidfd_send_signal, sp->pidfd, SIGKILL, NULL, 0);
-		(void)waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED);
-	}
+	if (pidfd < 0)
+		return;
+	(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+}
+
+void job_spare_discard(struct job *sp)
+{
+	kill_and_reap(sp->pidfd);
 	spare_cleanup(sp);
 }
 
@@ -949,12 +950,24 @@ static void spare_cleanup(struct job *sp)
 		s->slot_used[sp->slot] = false;
 	job_free(sp);
 	warm_refill_soon(s);
-	pump_queue(s);
+	job_pump_queue(s);
 }
 
 static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg)
 {
 	spare_cleanup(arg);
+}
+
+/* A job or spare already off its list: killed, reaped, its cgroup removed and its slot freed
+ * now, not at the next start. */
+static void job_remove_now(struct job *j)
+{
+	kill_and_reap(j->pidfd);
+	if (j->cg_made)
+		(void)cg_job_remove_now(&j->s->cg, &j->cg);
+	if (j->slot >= 0)
+		j->s->slot_used[j->slot] = false;
+	job_free(j);
 }
 
 void job_stop_all(struct sbx *s)
@@ -965,21 +978,9 @@ void job_stop_all(struct sbx *s)
 	 * running when the loop ends: kill, reap, and remove their cgroups now, not at the next
 	 * start. Their clients are gone with the loop. */
 	while ((j = TAILQ_FIRST(&s->active))) {
-		siginfo_t si;
 		TAILQ_REMOVE(&s->active, j, link);
 		j->done = NULL;
-		if (j->pidfd >= 0) {
-			(void)syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
-			(void)waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &si, WEXITED);
-		}
-		if (j->cg_made) {
-			(void)cg_job_kill(&j->cg);
-			for (int i = 0; i < 50 && cg_job_destroy(&s->cg, &j->cg) == -EBUSY; i++)
-				usleep(10000);
-		}
-		if (j->slot >= 0)
-			s->slot_used[j->slot] = false;
-		job_free(j);
+		job_remove_now(j);
 	}
 }
 
@@ -988,20 +989,10 @@ void job_spares_stop(struct sbx *s)
 	struct job *sp;
 
 	while ((sp = TAILQ_FIRST(&s->spares))) {
-		siginfo_t si;
-		if (sp->pidfd >= 0) {
-			(void)syscall(SYS_pidfd_send_signal, sp->pidfd, SIGKILL, NULL, 0);
-			(void)waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED);
-		}
 		TAILQ_REMOVE(&s->spares, sp, link);
 		s->n_spares--;
 		sp->state = J_CLEANUP;
-		if (sp->cg_made)
-			for (int i = 0; i < 50 && cg_job_destroy(&s->cg, &sp->cg) == -EBUSY; i++)
-				usleep(10000);
-		if (sp->slot >= 0)
-			s->slot_used[sp->slot] = false;
-		job_free(sp);
+		job_remove_now(sp);
 	}
 }
 
@@ -1150,7 +1141,7 @@ static void job_cleanup(struct job *j)
 		s->slot_used[j->slot] = false;
 	s->running -= !j->internal;
 	job_free(j);
-	pump_queue(s);
+	job_pump_queue(s);
 }
 
 static void on_cleanup_retry(evutil_socket_t fd, short what, void *arg)

@@ -316,9 +316,7 @@ static void zygote_gone(struct warm *w)
 	 * pidfd here: reap it once it has given up (it fails at its first request to us). */
 	reap_strays_later(w);
 	if (w->cg_made) {
-		(void)cg_job_kill(&w->cg);
-		for (int i = 0; i < 50 && cg_job_destroy(&w->s->cg, &w->cg) == -EBUSY; i++)
-			usleep(10000);
+		(void)cg_job_remove_now(&w->s->cg, &w->cg);
 		w->cg_made = false;
 	}
 }
