@@ -241,6 +241,25 @@ def memory_per_job(svc, n=8):
     return (busy - idle) / n / 1024
 
 
+def fork_floor():
+    """The figures of fork_floor.py (same machine, same script, same seconds), or None."""
+    import subprocess
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as f:
+        f.write(PANDAS)
+        f.flush()
+        p = subprocess.run(["/usr/bin/python3", "-I", os.path.join(HERE, "fork_floor.py"),
+                            str(SECONDS), f.name], capture_output=True, text=True, timeout=120)
+    try:
+        out = json.loads(p.stdout)
+    except ValueError:
+        out = None
+    if p.returncode != 0 or not out or not out["ok"]:
+        print(f"fork_floor.py failed ({p.returncode}): {p.stdout[-300:]} {p.stderr[-300:]}")
+        return None
+    return out
+
+
 def main():
     reason = harness.skip_reason()
     if reason:
@@ -290,6 +309,15 @@ def main():
           f"cold {rows[('pandas', 'cold')][6]:.1f} MB")
     print(f"first numpy+pandas answer after start: warm service {first['warm']:.0f} ms, "
           f"cold service {first['cold']:.0f} ms")
+    floor = fork_floor()
+    if floor:
+        w = rows[("pandas", "warm")]
+        print(f"pandas: the kernel's floor on this machine (fork_floor.py: a fork of a numpy+pandas "
+              f"interpreter per job, no jail, no daemons): {floor['jobs_s']:.0f} jobs/s, "
+              f"{floor['cpu_ms']:.1f} CPU ms/job; the warm path reaches {w[4] / floor['jobs_s']:.0%} "
+              f"of it at {w[5]:.1f} CPU ms/job")
+    else:
+        bad.append("fork_floor.py failed")
     if bad:
         print(f"FAILED: {len(bad)} answers were not the documented body: {bad[:5]}")
         return 1
