@@ -32,33 +32,17 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "gateway"))
+sys.path.insert(0, os.path.join(HERE, ".."))  # tests/seed.py
 
 import harness  # noqa: E402
+import seed  # noqa: E402
 from hostview import warm_pids, host_procs  # noqa: E402
 
-HELLO = "def main():\n    return {'message': 'Hello, World!'}"
-HELLO_BODY = b'{"result": {"message": "Hello, World!"}, "stdout": ""}\n'
-PANDAS = """import numpy as np
-import pandas as pd
+HELLO = seed.HELLO
+HELLO_BODY = (seed.HELLO_REPLY + "\n").encode()
+PANDAS = seed.PANDAS
+PANDAS_BODY = (seed.PANDAS_REPLY + "\n").encode()
 
-def main():
-    # Create a simple dataset
-    data = pd.DataFrame({
-        'numbers': [1, 2, 3, 4, 5],
-        'squares': [1, 4, 9, 16, 25]
-    })
-
-    # Calculate mean using numpy
-    mean_value = np.mean(data['numbers'])
-
-    return {
-        "mean": mean_value,
-        "data_shape": data.shape,
-        "total_records": len(data)
-    }
-"""
-PANDAS_BODY = b'{"result": {"mean": 3.0, "data_shape": [5, 2], "total_records": 5}, "stdout": ""}\n'
-# Held alive for the memory figure: the pandas example, then a pause.
 PANDAS_HOLD = PANDAS.replace('    return {', '    import time\n    time.sleep(HOLD)\n    return {')
 
 N_LATENCY = int(os.environ.get("BENCH_LATENCY_N", "200"))

@@ -15,6 +15,7 @@ import threading
 import time
 
 import ctharness as ct
+import seed  # tests/seed.py (conftest puts tests/ on the path)
 
 JSON = ("Content-Type: application/json",)
 
@@ -30,47 +31,7 @@ def check(got, status, body):
 
 
 # The SEED document's examples (the contract), with the exact reply each must get.
-SEED = [
-    ("local Docker", 'def main():\n    return {"message": "Hello from local Docker!"}',
-     200, '{"result": {"message": "Hello from local Docker!"}, "stdout": ""}'),
-    ("basic", 'def main():\n    return {"result": "Hello, World!", "timestamp": "2024-01-01"}',
-     200, '{"result": {"result": "Hello, World!", "timestamp": "2024-01-01"}, "stdout": ""}'),
-    ("simple return", 'def main():\n    return {"result": "success", "value": 42}',
-     200, '{"result": {"result": "success", "value": 42}, "stdout": ""}'),
-    ("using libraries",
-     "import numpy as np\nimport pandas as pd\n\ndef main():\n"
-     "    # Create a simple dataset\n"
-     "    data = pd.DataFrame({\n        'numbers': [1, 2, 3, 4, 5],\n"
-     "        'squares': [1, 4, 9, 16, 25]\n    })\n\n"
-     "    # Calculate mean using numpy\n    mean_value = np.mean(data['numbers'])\n\n"
-     "    return {\n        \"mean\": mean_value,\n        \"data_shape\": data.shape,\n"
-     "        \"total_records\": len(data)\n    }\n",
-     200, '{"result": {"mean": 3.0, "data_shape": [5, 2], "total_records": 5}, "stdout": ""}'),
-    ("data processing",
-     'import pandas as pd\nimport numpy as np\n\ndef main():\n'
-     '    data = pd.DataFrame({"values": [1, 2, 3, 4, 5]})\n'
-     '    return {"mean": float(np.mean(data["values"])), "sum": int(data["values"].sum())}',
-     200, '{"result": {"mean": 3.0, "sum": 15}, "stdout": ""}'),
-    ("print statements",
-     'def main():\n    print("This will appear in stdout")\n    print("Processing data...")\n\n'
-     '    result = {"processed": True, "items": 10}\n'
-     '    print(f"Processed {result[\'items\']} items")\n\n    return result\n',
-     200, '{"result": {"processed": true, "items": 10}, "stdout": "This will appear in stdout\\n'
-     'Processing data...\\nProcessed 10 items\\n"}'),
-    ("os module",
-     'def main():\n    import os\n    return {"python_version": "3.11", '
-     '"available_modules": ["numpy", "pandas", "os"]}',
-     200, '{"result": {"python_version": "3.11", "available_modules": ["numpy", "pandas", "os"]}'
-     ', "stdout": ""}'),
-    ("error handling", 'def main():\n    raise ValueError("This is a test error")',
-     400, '{"error": "Script execution error: This is a test error", "stdout": ""}'),
-    ("runtime error", "def main():\n    return 1 / 0",
-     400, '{"error": "Script execution error: division by zero", "stdout": ""}'),
-    ("missing main", "def helper():\n    return 1",
-     400, '{"error": "Script must contain a main() function", "stdout": ""}'),
-    ("memory limit", "def main():\n    x = bytearray(600 << 20)\n    return len(x)",
-     400, '{"error": "Script exceeded the memory limit (512 MiB)", "stdout": ""}'),
-]
+SEED = seed.EXAMPLES
 
 
 def test_health(service):

@@ -11,6 +11,7 @@ import subprocess
 import textwrap
 
 import requests
+import seed
 
 TIMEOUT = 120
 
@@ -44,30 +45,10 @@ def test_simple_return(url):
 
 
 def test_using_libraries(url):
-    r = post(url, textwrap.dedent("""\
-        import numpy as np
-        import pandas as pd
-
-        def main():
-            # Create a simple dataset
-            data = pd.DataFrame({
-                'numbers': [1, 2, 3, 4, 5],
-                'squares': [1, 4, 9, 16, 25]
-            })
-
-            # Calculate mean using numpy
-            mean_value = np.mean(data['numbers'])
-
-            return {
-                "mean": mean_value,
-                "data_shape": data.shape,
-                "total_records": len(data)
-            }
-    """))
+    r = post(url, seed.PANDAS)
     check_json_reply(r, 200)
     # numpy's float64 is a JSON float (3.0, not 3), the shape tuple a list.
-    assert r.text == ('{"result": {"mean": 3.0, "data_shape": [5, 2], "total_records": 5}, '
-                      '"stdout": ""}\n')
+    assert r.text == seed.PANDAS_REPLY + "\n"
 
 
 def test_with_print_statements(url):

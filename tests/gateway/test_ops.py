@@ -1,13 +1,11 @@
 """Operations: the gateway's privileges, API keys, metrics, logs, SIGTERM, configuration, and
 how it behaves when sandboxd is full, killed and restarted."""
 import concurrent.futures
-import json
 import os
 import pwd
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest

@@ -30,6 +30,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/seed.py, the SEED examples
 
 import pxclient  # noqa: E402
 from hostview import children_of, host_procs, read_status, wait_for, warm_pids, zygote_pids  # noqa: E402,F401 (tests import them from here)

@@ -1,6 +1,7 @@
 """The examples of ../shared/SEED.md, run through a real sandboxd: the contract's exact answers."""
 import json
 
+import seed
 from conftest import script
 
 HELLO = script("""
@@ -30,28 +31,9 @@ def test_simple_return(run):
 
 
 def test_numpy_pandas_mean_shape_len(run):
-    r = run(script("""
-        import numpy as np
-        import pandas as pd
-
-        def main():
-            # Create a simple dataset
-            data = pd.DataFrame({
-                'numbers': [1, 2, 3, 4, 5],
-                'squares': [1, 4, 9, 16, 25]
-            })
-
-            # Calculate mean using numpy
-            mean_value = np.mean(data['numbers'])
-
-            return {
-                "mean": mean_value,
-                "data_shape": data.shape,
-                "total_records": len(data)
-            }
-    """))
+    r = run(seed.PANDAS)
     value = ok_result(r)
-    assert value == {"mean": 3.0, "data_shape": [5, 2], "total_records": 5}
+    assert value == seed.PANDAS_RESULT
     assert type(value["mean"]) is float  # a numpy float64 becomes a JSON number with a fraction
     assert r["stdout"] == b""
 

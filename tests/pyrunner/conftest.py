@@ -9,6 +9,7 @@ source is written), fd 4 = the result pipe, a minimal environment, and no other 
 import fcntl
 import json
 import os
+import sys
 import selectors
 import subprocess
 import time
@@ -16,6 +17,7 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # tests/seed.py, the SEED examples
 PYTHON = os.environ.get("PYEXEC_PYTHON", "/usr/bin/python3.11")
 RUNNER = os.environ.get("PYEXEC_RUNNER",
                         os.path.join(HERE, "..", "..", "pyrunner", "runner.py"))

@@ -6,6 +6,7 @@ import os
 import textwrap
 
 import pytest
+import seed
 
 from conftest import MAX_PAYLOAD, FrameError, parse_frame
 
@@ -45,27 +46,8 @@ def test_seed_hello(reply):
 
 
 def test_seed_numpy_pandas(run):
-    r = run(src("""
-        import numpy as np
-        import pandas as pd
-
-        def main():
-            # Create a simple dataset
-            data = pd.DataFrame({
-                'numbers': [1, 2, 3, 4, 5],
-                'squares': [1, 4, 9, 16, 25]
-            })
-
-            # Calculate mean using numpy
-            mean_value = np.mean(data['numbers'])
-
-            return {
-                "mean": mean_value,
-                "data_shape": data.shape,
-                "total_records": len(data)
-            }
-    """))
-    assert r.frame == ok({"mean": 3.0, "data_shape": [5, 2], "total_records": 5})
+    r = run(seed.PANDAS)
+    assert r.frame == ok(seed.PANDAS_RESULT)
     assert r.raw[8:] == (b'{"status":"ok","result":'
                          b'{"mean":3.0,"data_shape":[5,2],"total_records":5}}')
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")

@@ -45,39 +45,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "gateway"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))  # tests/seed.py
 
 import census  # noqa: E402
 import harness  # noqa: E402
+import seed  # noqa: E402
 
-HELLO = "def main():\n    return {\"message\": \"Hello, World!\"}\n"
-PRINT = """def main():
-    print("This will appear in stdout")
-    print("Processing data...")
-
-    result = {"processed": True, "items": 10}
-    print(f"Processed {result['items']} items")
-
-    return result
-"""
-PANDAS = """import numpy as np
-import pandas as pd
-
-def main():
-    # Create a simple dataset
-    data = pd.DataFrame({
-        'numbers': [1, 2, 3, 4, 5],
-        'squares': [1, 4, 9, 16, 25]
-    })
-
-    # Calculate mean using numpy
-    mean_value = np.mean(data['numbers'])
-
-    return {
-        "mean": mean_value,
-        "data_shape": data.shape,
-        "total_records": len(data)
-    }
-"""
+HELLO = seed.HELLO
+PRINT = seed.PRINTS
+PANDAS = seed.PANDAS
 ERROR = "def main():\n    return 1 / 0\n"
 TIMEOUT = "import time\n\ndef main():\n    time.sleep(3600)\n"
 OOM = "def main():\n    hoard = []\n    while True:\n        hoard.append(bytearray(1 << 20))\n"

@@ -81,7 +81,7 @@ cat > "$P/etc/systemd/system/harness.service.d/after-pyexec.conf" <<'EOF'
 After=pyexec-sandboxd.service pyexec-gatewayd.service
 EOF
 cp "$HERE/guest/run" "$HERE/guest/checks.py" "$HERE/guest/sandboxd-in-scope" \
-  "$HERE/../integration/hostview.py" "$P/harness/"
+  "$HERE/../integration/hostview.py" "$HERE/../seed.py" "$P/harness/"
 chmod 755 "$P/harness/run" "$P/harness/sandboxd-in-scope"
 # Then the project's own integration tests against the installed sandboxd, on cgroup v2
 # (VMTEST_SUITE: pytest arguments, test files of tests/integration; "none" skips them).

@@ -24,6 +24,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostview import host_procs, read_status, wait_for, warm_pids  # noqa: E402  (copied in from tests/integration)
+import seed  # noqa: E402  (copied in from tests/)
 
 URL = "http://127.0.0.1:8080"
 UNIT_SBX = "pyexec-sandboxd.service"
@@ -220,37 +221,7 @@ def cli_status_on_the_socket():
 
 # ---- the seed's examples over HTTP -------------------------------------------------------------
 
-PANDAS = """\
-import numpy as np
-import pandas as pd
-
-def main():
-    # Create a simple dataset
-    data = pd.DataFrame({
-        'numbers': [1, 2, 3, 4, 5],
-        'squares': [1, 4, 9, 16, 25]
-    })
-
-    # Calculate mean using numpy
-    mean_value = np.mean(data['numbers'])
-
-    return {
-        "mean": mean_value,
-        "data_shape": data.shape,
-        "total_records": len(data)
-    }
-"""
-
-PRINTS = """\
-def main():
-    print("This will appear in stdout")
-    print("Processing data...")
-
-    result = {"processed": True, "items": 10}
-    print(f"Processed {result['items']} items")
-
-    return result
-"""
+PANDAS, PRINTS = seed.PANDAS, seed.PRINTS
 
 
 @check
@@ -297,16 +268,13 @@ def seed_pandas():
     code, hdrs, text = execute(PANDAS)
     print("  pandas job: wall_ms", hdrs.get("X-Pyexec-Wall-Ms"), "cpu_ms",
           hdrs.get("X-Pyexec-Cpu-Ms"), "peak", hdrs.get("X-Pyexec-Peak-Memory"))
-    assert (code, text) == (200, '{"result": {"mean": 3.0, "data_shape": [5, 2], '
-                                 '"total_records": 5}, "stdout": ""}\n'), (code, text)
+    assert (code, text) == (200, seed.PANDAS_REPLY + "\n"), (code, text)
 
 
 @check
 def seed_prints():
     code, _, text = execute(PRINTS)
-    assert (code, text) == (200, '{"result": {"processed": true, "items": 10}, "stdout": "This '
-                                 'will appear in stdout\\nProcessing data...\\nProcessed 10 '
-                                 'items\\n"}\n'), (code, text)
+    assert (code, text) == (200, seed.PRINTS_REPLY + "\n"), (code, text)
 
 
 @check
