@@ -61,7 +61,7 @@ int cg_sweep_stale(struct cg_ctx *ctx)
 		for (int k = 0; k < i; k++)
 			seen |= ctx->base_fd[k] >= 0 && !strcmp(ctx->base_path[k], ctx->base_path[i]);
 		if (ctx->base_fd[i] >= 0 && !seen)
-			left += cgu_remove_stale(ctx->base_fd[i], false);
+			left += cgu_remove_stale(ctx->base_fd[i], false, &ctx->own_below);
 	}
 	return left;
 }
@@ -89,6 +89,8 @@ int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job
 	/* The daemon's pid in the name: every sandboxd on a host (a test run next to the
 	 * production one) shares the "pyexec" parent, and a mkdir that found another daemon's
 	 * job-N would put two jobs in one cgroup, sharing and overwriting their limits. */
+	if (ctx->seq < ctx->own_below)
+		ctx->seq = ctx->own_below; /* past a dead daemon's with our pid (see own_below) */
 	snprintf(j.name, sizeof(j.name), "job-%d-%llu", (int)getpid(),
 		 (unsigned long long)++ctx->seq);
 	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j) : cg_v1_job_create(ctx, lim, &j);

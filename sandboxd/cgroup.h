@@ -17,6 +17,7 @@ struct cg_ctx {
 	bool v2_kill;         /* cgroup.kill exists (5.14+) */
 	bool swap_limited;    /* memsw / memory.swap.max can hold swap at 0 */
 	uint64_t seq;
+	uint64_t own_below; /* job-<our pid>-<n> with n below this are a dead daemon's (pid reuse) */
 	char why[256]; /* cg_init()'s reason when both hierarchies failed */
 };
 

@@ -117,6 +117,17 @@ int cgu_self_path(const char *ctrl, char *buf, size_t len)
 	return r;
 }
 
+/* Whether one line of /proc/PID/cgroup ends in "/name": job-1-1 is not job-1-12. */
+static bool cg_line_ends_with(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
+		if (p > text && p[-1] == '/' && (p[n] == '\n' || p[n] == 0))
+			return true;
+	return false;
+}
+
 /* Kills what a dead daemon's job left in its cgroup: a job that outlived its daemon (a crash
  * the death signal did not cover). Each task is signalled through a pidfd after checking,
  * through that pid's /proc entry, that it is still in this cgroup: a recycled pid is never
@@ -144,14 +155,14 @@ static void kill_members(int base_fd, const char *name)
 		ssize_t m = cfd >= 0 ? read(cfd, cg, sizeof(cg) - 1) : -1;
 		if (m > 0) {
 			cg[m] = 0;
-			if (strstr(cg, name))
+			if (cg_line_ends_with(cg, name))
 				(void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
 		}
 		close(pfd);
 	}
 }
 
-int cgu_remove_stale(int base_fd, bool at_start)
+int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below)
 {
 	_cleanup_close_ int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -170,8 +181,11 @@ int cgu_remove_stale(int base_fd, bool at_start)
 		 * later they are our live jobs. */
 		char *end;
 		long pid = strtol(de->d_name + 4, &end, 10);
-		if (*end == '-' && pid > 0 && (pid != getpid() || !at_start) &&
-		    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		unsigned long long seq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+		bool ours = *end == '-' && pid == getpid();
+		if (ours && !at_start && seq >= *own_below)
+			continue; /* a job of ours */
+		if (!ours && *end == '-' && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue;
 		kill_members(base_fd, de->d_name);
 		/* The killed tasks take a moment to leave. Start-up can afford to wait for it;
@@ -182,8 +196,13 @@ int cgu_remove_stale(int base_fd, bool at_start)
 			if (at_start)
 				usleep(10000);
 		}
-		if (faccessat(base_fd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		if (faccessat(base_fd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 			left++;
+			/* A dead daemon that had our pid left it busy: our own names start above
+			 * it, and the sweep keeps trying it. */
+			if (ours && at_start && seq >= *own_below)
+				*own_below = seq + 1;
+		}
 	}
 	closedir(d);
 	return left;

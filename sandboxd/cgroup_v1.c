@@ -79,7 +79,7 @@ int cg_v1_init(struct cg_ctx *ctx, const char **why)
 			return -errno;
 		}
 		snprintf(ctx->base_path[i], sizeof(ctx->base_path[i]), "%s", dir);
-		(void)cgu_remove_stale(ctx->base_fd[i], true);
+		(void)cgu_remove_stale(ctx->base_fd[i], true, &ctx->own_below);
 	}
 	ctx->swap_limited = faccessat(ctx->base_fd[CG_MEMORY], "memory.memsw.limit_in_bytes", F_OK,
 				      0) == 0;

@@ -3,6 +3,7 @@ of its job cgroups ('<own cgroup>/pyexec') are its alone and can be broken or fi
 touching any other daemon on the host."""
 import errno
 import os
+import signal
 import time
 
 import census
@@ -31,18 +32,27 @@ def own_v1_dirs(name):
 
 def rmdir_tree(d):
     """Removes a cgroup directory and its child cgroups (cgroupfs has only directories to
-    remove; their files go with them)."""
+    remove; their files go with them), killing any task still in them first (a test that
+    failed half-way may have left one). Fails if it cannot."""
     if not os.path.isdir(d):
         return
     for sub in os.listdir(d):
         if os.path.isdir(os.path.join(d, sub)):
             rmdir_tree(os.path.join(d, sub))
     for _ in range(100):
+        for pid in (census.read_text(os.path.join(d, "cgroup.procs")) or "").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.rmdir(d)
             return
+        except FileNotFoundError:
+            return
         except OSError:
             time.sleep(0.05)
+    raise AssertionError(f"cannot remove {d}: still busy after 5 s")
 
 
 def set_quota(cgroup, us):
@@ -88,9 +98,9 @@ class CgroupSandbox(harness.Sandbox):
                      'exec "$@"', "sh", *self.argv]
 
 
-def run_hello(sbx):
-    """The hello example straight on sandboxd's socket: its result record."""
+def run_hello(sbx, script=None):
+    """The hello example (or `script`) straight on sandboxd's socket: its result record."""
     import pxclient
     from conftest import HELLO
     with pxclient.Client(sbx.socket, timeout=harness.DEFAULT_TIMEOUT) as c:
-        return c.run(HELLO)
+        return c.run(script or HELLO)

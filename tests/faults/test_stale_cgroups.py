@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from cgfault import CgroupSandbox, run_hello
 from conftest import census, wait_for
 
@@ -50,7 +52,18 @@ def exists(parents, name):
     return [p for p in parents if os.path.isdir(os.path.join(p, name))]
 
 
-def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
+@pytest.fixture
+def tasks():
+    """The leftover tasks a test made: killed and reaped at the end whatever happened."""
+    made = []
+    yield made
+    for p in made:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_dead_daemons_cgroups_are_swept(own_cgroups, tasks, start_sandbox):
     parents = [os.path.join(d, "pyexec") for d in own_cgroups]
     dead = dead_pid()
     busy, killed_at_start, later, alive = (f"job-{dead}-1", f"job-{dead}-2", f"job-{dead}-3",
@@ -58,6 +71,7 @@ def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
     for parent in parents:
         os.makedirs(os.path.join(parent, busy, "child"))
     task = leftover(parents, killed_at_start)
+    tasks.append(task)
 
     sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups)
     assert sorted(census.cgroup_parents(sbx.pid, sbx.log())) == sorted(parents)
@@ -73,6 +87,7 @@ def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
     # While it serves: another dead daemon's leftover appears, a live daemon's cgroup exists
     # (this test's pid stands for that daemon), and the busy one empties.
     task = leftover(parents, later)
+    tasks.append(task)
     for parent in parents:
         os.makedirs(os.path.join(parent, alive), exist_ok=True)
     try:
@@ -81,7 +96,8 @@ def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
         assert task.wait(15) == -9
         wait_for(lambda: exists(parents, busy) + exists(parents, later) == [], 15,
                  what="the periodic sweep to remove the dead daemon's cgroups")
-        assert "the dead daemon's last job cgroup is removed\n" in sbx.log()
+        wait_for(lambda: "the dead daemon's last job cgroup is removed\n" in sbx.log(), 15,
+                 what="the sweep to say so")
         # The sweep that removed them ran past the live daemon's cgroup: still there.
         assert exists(parents, alive) == parents
         r = run_hello(sbx)
@@ -92,3 +108,50 @@ def test_dead_daemons_cgroups_are_swept(own_cgroups, start_sandbox):
                 os.rmdir(os.path.join(parent, alive))
     assert sbx.stop() == 0
 
+
+
+def test_dead_daemon_with_our_pid(own_cgroups, tasks, start_sandbox):
+    """A dead daemon had the pid this sandboxd gets (pids are reused): its job-<pid>-N cgroups
+    look like ours. Those still busy at start-up must neither stop this daemon from serving
+    (its own job cgroups are named past them) nor stay forever (the sweep takes them later),
+    while the sweep leaves this daemon's own jobs alone."""
+    parents = [os.path.join(d, "pyexec") for d in own_cgroups]
+    for attempt in range(5):
+        # The next pid the kernel hands out is ns_last_pid + 1: the shell that execs sandboxd.
+        with open("/proc/sys/kernel/ns_last_pid") as f:
+            pid = int(f.read()) + 1000
+        while os.path.exists(f"/proc/{pid}"):
+            pid += 1
+        busy = f"job-{pid}-1"
+        for parent in parents:
+            os.makedirs(os.path.join(parent, busy, "child"))
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups,
+                            wait=False)
+        if sbx.pid == pid:
+            break
+        # Another process took the pid first: try again with a new one.
+        sbx.stop()
+        for parent in parents:
+            os.rmdir(os.path.join(parent, busy, "child"))
+            os.rmdir(os.path.join(parent, busy))
+    else:
+        raise AssertionError("could not start sandboxd with a chosen pid")
+    sbx.wait_ready()
+    # It serves: its canary's and jobs' cgroups are named past the dead daemon's.
+    r = run_hello(sbx)
+    assert r["verdict"] == "ok", r
+    assert f"warn: {len(parents)} job cgroups of a dead daemon still have tasks leaving; " \
+        "they are removed as they empty\n" in sbx.log(), sbx.log()
+    assert exists(parents, busy) == parents
+    # A job of its own runs across sweep ticks: its cgroup is not touched.
+    r = run_hello(sbx, "import time\ndef main():\n    time.sleep(6)\n    return 1\n")
+    assert r["verdict"] == "ok", r
+    # The dead daemon's empties: the sweep removes it.
+    for parent in parents:
+        os.rmdir(os.path.join(parent, busy, "child"))
+    wait_for(lambda: exists(parents, busy) == [], 15, what=f"the sweep to remove {busy}")
+    wait_for(lambda: "the dead daemon's last job cgroup is removed\n" in sbx.log(), 15,
+             what="the sweep to say so")
+    assert sbx.stop() == 0
