@@ -158,8 +158,9 @@ void jail_enter(const struct jail_req *q, int sync)
 	    dup2(fds[3], FD_RESULT) < 0 || (close(0) < 0 && errno != EBADF) ||
 	    syscall(SYS_close_range, FD_SYNC + 1, ~0U, 0) < 0)
 		child_fail(sync, ST_FDS, errno, NULL);
-	/* 1c. Under host memory pressure, the kernel kills a job before anything else. */
-	if ((r = write_oom_score_adj()) < 0)
+	/* 1c. Under host memory pressure, the kernel kills a job before anything else (a warm
+	 *     spare has no /proc until step 4: it does this right after). */
+	if (q->plan && (r = write_oom_score_adj()) < 0)
 		child_fail(sync, ST_CGROUP, r, NULL);
 	/* 2. A cgroup namespace rooted at the job's cgroup: /proc/self/cgroup shows only "/". */
 	if (unshare(CLONE_NEWCGROUP) < 0)
@@ -174,6 +175,8 @@ void jail_enter(const struct jail_req *q, int sync)
 	r = q->plan ? mnt_enter_jail(q->plan, false, &stage) : mnt_renew_jail(q->renew, &stage);
 	if (r < 0)
 		child_fail(sync, ST_MOUNTS, r, stage);
+	if (q->renew && (r = write_oom_score_adj()) < 0)
+		child_fail(sync, ST_CGROUP, r, NULL);
 	/* 5. The network namespace is empty; lo is its one interface. */
 	if ((r = ns_loopback_up()) < 0)
 		child_fail(sync, ST_NET, r, NULL);

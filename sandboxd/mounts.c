@@ -444,6 +444,17 @@ int mnt_enter_jail(const struct mnt_plan *p, bool with_zygote, const char **stag
 	return 0;
 }
 
+int mnt_zygote_settle(void)
+{
+	static const char *const points[] = { "/proc", "/tmp", "/dev/shm" };
+
+	/* Detaching takes every mount below with it: the /proc masks go too. */
+	for (size_t i = 0; i < ARRAY_SIZE(points); i++)
+		if (umount2(points[i], MNT_DETACH) < 0)
+			return -errno;
+	return 0;
+}
+
 int mnt_renew_jail(const struct mnt_plan *p, const char **stage)
 {
 	int r;
@@ -451,22 +462,15 @@ int mnt_renew_jail(const struct mnt_plan *p, const char **stage)
 	*stage = "make / private";
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return -errno;
-	/* Detaching takes every mount below with it: the zygote's /proc masks go too. */
-	*stage = "replace /proc";
-	if (umount2("/proc", MNT_DETACH) < 0)
-		return -errno;
+	/* The zygote left /proc, /tmp and /dev/shm empty (mnt_zygote_settle): mounting only, no
+	 * unmount, spares no RCU grace period per mount point. */
+	*stage = "mount /proc";
 	if ((r = mount_proc("")) < 0)
 		return r;
-	/* The copies of the zygote's /tmp and /dev/shm are the same tmpfs instances: every job
-	 * would share them. Each job gets new ones. */
-	*stage = "replace /tmp";
-	if (umount2("/tmp", MNT_DETACH) < 0)
-		return -errno;
+	*stage = "mount /tmp";
 	if ((r = mount_scratch("", "/tmp", p, 0)) < 0)
 		return r;
-	*stage = "replace /dev/shm";
-	if (umount2("/dev/shm", MNT_DETACH) < 0)
-		return -errno;
+	*stage = "mount /dev/shm";
 	if ((r = mount_scratch("", "/dev/shm", p, MS_NOEXEC)) < 0)
 		return r;
 	if (chdir("/tmp") < 0)

@@ -50,9 +50,14 @@ int mnt_plan_add_zygote(struct mnt_plan *p, const char *zygote);
  * with_zygote: the zygote's root, which also holds MNT_ZYGOTE (executable, read-only). */
 int mnt_enter_jail(const struct mnt_plan *p, bool with_zygote, const char **stage);
 
+/* In the zygote once it is warm: unmounts its /proc, /tmp and /dev/shm, which it needed only
+ * to start CPython and import. Its spares mount their own there; nothing of the zygote's is
+ * left for them to see, and each spare mounts without unmounting. */
+int mnt_zygote_settle(void);
+
 /* In a warm job's child, in a new mount namespace copied from the zygote's (already a jail
- * root built by mnt_enter_jail): replaces /proc with one of the job's PID namespace and /tmp
- * and /dev/shm with fresh tmpfs, so nothing writable or PID-bound is shared. */
+ * root built by mnt_enter_jail, settled by mnt_zygote_settle): mounts a /proc of the job's PID
+ * namespace and fresh tmpfs on /tmp and /dev/shm, so nothing writable or PID-bound is shared. */
 int mnt_renew_jail(const struct mnt_plan *p, const char **stage);
 
 /* The runner's path inside the jail. */

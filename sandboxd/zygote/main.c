@@ -184,6 +184,8 @@ int main(int argc, char **argv)
 	r = read_init(&z);
 	if (r == 0)
 		r = zy_py_init(argv[1]);
+	if (r == 0)
+		r = mnt_zygote_settle();
 	ready.err = r < 0 ? -r : 0;
 	ready.init_ms = (uint64_t)(ms_now() - t0);
 	if (send_msg(&ready, sizeof(ready), -1) < 0 || r < 0)

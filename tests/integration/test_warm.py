@@ -139,6 +139,23 @@ def test_the_zygote_keeps_five_capabilities_and_no_network(warm_daemon):
     assert not [e for e in env if e.startswith(b"PYEXEC_TEST_SECRET")], env
 
 
+def test_the_zygote_holds_no_proc_tmp_or_shm_and_each_job_has_its_own(warm_daemon):
+    """Once warm, the zygote has unmounted its /proc (a view of sandboxd's PID namespace),
+    /tmp and /dev/shm: a spare has nothing of them to inherit, and mounts its own."""
+    z = zygote_pid(warm_daemon)
+    with open(f"/proc/{z}/mountinfo") as f:
+        points = [l.split()[4] for l in f]
+    assert "/" in points and "/usr/lib/python3.11" in points, points  # its mountinfo is read
+    for p in ("/proc", "/tmp", "/dev/shm"):
+        assert not [m for m in points if m == p or m.startswith(p + "/")], (p, points)
+    got = ok(warm_daemon.run(
+        "import os\ndef main():\n"
+        "    m = [l.split()[4] for l in open('/proc/self/mountinfo')]\n"
+        "    return {'proc': m.count('/proc'), 'tmp': m.count('/tmp'), 'shm': m.count('/dev/shm'),"
+        " 'pid1': os.getpid(), 'tmp_w': os.access('/tmp', os.W_OK)}\n"))
+    assert got == {"proc": 1, "tmp": 1, "shm": 1, "pid1": 1, "tmp_w": True}, got
+
+
 def test_a_killed_zygote_is_replaced_and_jobs_run_cold_meanwhile(start_daemon):
     d = start_daemon()
     d.wait_warm()
