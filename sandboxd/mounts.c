@@ -448,6 +448,10 @@ int mnt_zygote_settle(void)
 {
 	static const char *const points[] = { "/proc", "/tmp", "/dev/shm" };
 
+	/* Out of /tmp first (mnt_enter_jail left us there): a working directory would keep the
+	 * detached tmpfs alive, and every spare would start in it. */
+	if (chdir("/") < 0)
+		return -errno;
 	/* Detaching takes every mount below with it: the /proc masks go too. */
 	for (size_t i = 0; i < ARRAY_SIZE(points); i++)
 		if (umount2(points[i], MNT_DETACH) < 0)

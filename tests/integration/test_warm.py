@@ -148,12 +148,19 @@ def test_the_zygote_holds_no_proc_tmp_or_shm_and_each_job_has_its_own(warm_daemo
     assert "/" in points and "/usr/lib/python3.11" in points, points  # its mountinfo is read
     for p in ("/proc", "/tmp", "/dev/shm"):
         assert not [m for m in points if m == p or m.startswith(p + "/")], (p, points)
+    # Not even through its working directory (a detached /tmp would live on there).
+    assert os.stat(f"/proc/{z}/cwd").st_dev == os.stat(f"/proc/{z}/root").st_dev
     got = ok(warm_daemon.run(
         "import os\ndef main():\n"
         "    m = [l.split()[4] for l in open('/proc/self/mountinfo')]\n"
         "    return {'proc': m.count('/proc'), 'tmp': m.count('/tmp'), 'shm': m.count('/dev/shm'),"
-        " 'pid1': os.getpid(), 'tmp_w': os.access('/tmp', os.W_OK)}\n"))
-    assert got == {"proc": 1, "tmp": 1, "shm": 1, "pid1": 1, "tmp_w": True}, got
+        " 'masked': [p for p in ('/proc/kallsyms', '/proc/keys', '/proc/sys') if p in m],"
+        " 'kallsyms': open('/proc/kallsyms').read(), 'pid1': os.getpid(),"
+        " 'tmp_w': os.access('/tmp', os.W_OK), 'exe': os.readlink('/proc/self/exe')}\n"))
+    # A warm job (the zygote's binary), with the /proc masks of every job.
+    assert got == {"proc": 1, "tmp": 1, "shm": 1, "masked": ["/proc/kallsyms", "/proc/keys",
+                   "/proc/sys"], "kallsyms": "", "pid1": 1, "tmp_w": True,
+                   "exe": ZYGOTE_EXE}, got
 
 
 def test_a_killed_zygote_is_replaced_and_jobs_run_cold_meanwhile(start_daemon):
