@@ -8,7 +8,6 @@ error reply carries the partial output too), so the documented error bodies appe
 """
 import json
 import subprocess
-import textwrap
 
 import requests
 import seed
@@ -52,19 +51,9 @@ def test_using_libraries(url):
 
 
 def test_with_print_statements(url):
-    r = post(url, textwrap.dedent("""\
-        def main():
-            print("This will appear in stdout")
-            print("Processing data...")
-
-            result = {"processed": True, "items": 10}
-            print(f"Processed {result['items']} items")
-
-            return result
-    """))
+    r = post(url, seed.PRINTS)
     check_json_reply(r, 200)
-    assert r.text == ('{"result": {"processed": true, "items": 10}, "stdout": "This will appear '
-                      'in stdout\\nProcessing data...\\nProcessed 10 items\\n"}\n')
+    assert r.text == seed.PRINTS_REPLY + "\n"
 
 
 def test_error_missing_main(url):

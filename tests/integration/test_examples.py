@@ -39,16 +39,7 @@ def test_numpy_pandas_mean_shape_len(run):
 
 
 def test_prints_then_return(run):
-    r = run(script("""
-        def main():
-            print("This will appear in stdout")
-            print("Processing data...")
-
-            result = {"processed": True, "items": 10}
-            print(f"Processed {result['items']} items")
-
-            return result
-    """))
+    r = run(seed.PRINTS)
     assert ok_result(r) == {"processed": True, "items": 10}
     assert r["stdout"] == b"This will appear in stdout\nProcessing data...\nProcessed 10 items\n"
 

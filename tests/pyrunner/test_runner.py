@@ -54,16 +54,7 @@ def test_seed_numpy_pandas(run):
 
 
 def test_seed_print_statements(run):
-    r = run(src("""
-        def main():
-            print("This will appear in stdout")
-            print("Processing data...")
-
-            result = {"processed": True, "items": 10}
-            print(f"Processed {result['items']} items")
-
-            return result
-    """))
+    r = run(seed.PRINTS)
     assert r.frame == ok({"processed": True, "items": 10})
     assert r.out == "This will appear in stdout\nProcessing data...\nProcessed 10 items\n"
     assert r.stderr == b""
