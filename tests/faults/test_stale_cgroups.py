@@ -35,6 +35,22 @@ def dead_pid():
     return p.pid
 
 
+def free_pid():
+    """A pid a while ahead of the last one given out and not in use, below pid_max (often only
+    32768: the kernel wraps around to the low pids, as this does)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        pid = int(f.read()) + 1000
+    for _ in range(pid_max):
+        if pid >= pid_max - 1:
+            pid = 1000
+        if not os.path.exists(f"/proc/{pid}"):
+            return pid
+        pid += 1
+    raise AssertionError("no free pid")
+
+
 def leftover(parents, name):
     """A process in job cgroup `name` under each parent, as a dead daemon's job leaves it."""
     procs = []
@@ -118,10 +134,7 @@ def test_dead_daemon_with_our_pid(own_cgroups, tasks, start_sandbox):
     parents = [os.path.join(d, "pyexec") for d in own_cgroups]
     for attempt in range(5):
         # The next pid the kernel hands out is ns_last_pid + 1: the shell that execs sandboxd.
-        with open("/proc/sys/kernel/ns_last_pid") as f:
-            pid = int(f.read()) + 1000
-        while os.path.exists(f"/proc/{pid}"):
-            pid += 1
+        pid = free_pid()
         busy = f"job-{pid}-1"
         for parent in parents:
             os.makedirs(os.path.join(parent, busy, "child"))
