@@ -181,6 +181,7 @@ class JobWatch(threading.Thread):
         self.daemon_pid = daemon_pid
         self.interval = interval
         self.seen = set()
+        self.scans = 0
         self.jailed = set()
         self.unjailed = []
         self.error = None
@@ -200,9 +201,20 @@ class JobWatch(threading.Thread):
                         self.jailed.add(pid)
                     elif jailed is False:
                         self.unjailed.append((pid, name))
+                self.scans += 1
                 time.sleep(self.interval)
         except Exception as e:  # stop() reports it: a blind watch proves nothing
             self.error = e
+
+    def seen_when_idle(self, timeout=15):
+        """What it saw, once no job process is left and two whole scans ran after that: a
+        job that was answered just before (the answer precedes the teardown) is counted
+        before, not after."""
+        wait_for(lambda: census.host_procs(*self.uid_range, daemon_pid=self.daemon_pid) == [],
+                 timeout, what="no job process")
+        n = self.scans
+        wait_for(lambda: self.scans >= n + 2, timeout, what="two scans of the job watch")
+        return set(self.seen)
 
     def stop(self):
         self.stop_ev.set()

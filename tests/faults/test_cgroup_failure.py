@@ -82,7 +82,7 @@ def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
     assert log.count(": Sandbox error: join cgroup: Invalid argument\n") == 3, log
 
     # 2. The parent removed from the pids hierarchy (possible while no job runs).
-    seen = set(watch.seen)
+    seen = watch.seen_when_idle()
     wait_for(lambda: try_rmdir(pids_parent), 30, what=f"{pids_parent} to be removed")
     for _ in range(3):
         sandbox_error(gw, "Sandbox error: join cgroup: No such file or directory")

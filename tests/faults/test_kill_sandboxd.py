@@ -45,7 +45,7 @@ def test_sigkill_sandboxd_mid_job(start_sandbox, start_gateway):
     # The jobs died with their daemon (PR_SET_PDEATHSIG), children and zombies included.
     wait_for(lambda: census.host_procs(*sbx.uid_range, daemon_pid=sbx.pid) == [], 15,
              what="the killed daemon's job processes to disappear")
-    seen_at_outage = set(watch.seen)
+    seen_at_outage = watch.seen_when_idle()
 
     # Meanwhile: 503 at once, unhealthy, and nothing runs.
     for _ in range(3):
