@@ -17,7 +17,7 @@ static void cg_ctx_reset(struct cg_ctx *ctx)
 		ctx->base_fd[i] = -1;
 }
 
-int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
+static int hierarchy_init(struct cg_ctx *ctx, const char *mode, const char **why)
 {
 	int r;
 
@@ -44,6 +44,17 @@ int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
 	return r;
 }
 
+static int remove_stale(struct cg_ctx *ctx, bool at_start);
+
+int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
+{
+	int r = hierarchy_init(ctx, mode, why);
+
+	if (r == 0)
+		ctx->stale_at_start = remove_stale(ctx, true);
+	return r;
+}
+
 void cg_fini(struct cg_ctx *ctx)
 {
 	for (int i = 0; i < CG_V1_N; i++)
@@ -52,18 +63,20 @@ void cg_fini(struct cg_ctx *ctx)
 	cg_ctx_reset(ctx);
 }
 
-int cg_sweep_stale(struct cg_ctx *ctx)
+/* Each base directory once: the start-up pass (at_start) or a later sweep. */
+static int remove_stale(struct cg_ctx *ctx, bool at_start)
 {
 	int left = 0;
 
-	for (int i = 0; i < CG_V1_N; i++) {
-		bool seen = false; /* cpu and cpuacct are often one hierarchy: count it once */
-		for (int k = 0; k < i; k++)
-			seen |= ctx->base_fd[k] >= 0 && !strcmp(ctx->base_path[k], ctx->base_path[i]);
-		if (ctx->base_fd[i] >= 0 && !seen)
-			left += cgu_remove_stale(ctx->base_fd[i], false, &ctx->own_below);
-	}
+	for (int i = 0; i < CG_V1_N; i++)
+		if (ctx->base_fd[i] >= 0 && !cgu_base_shared(ctx, i))
+			left += cgu_remove_stale(ctx->base_fd[i], at_start, &ctx->own_below);
 	return left;
+}
+
+int cg_sweep_stale(struct cg_ctx *ctx)
+{
+	return remove_stale(ctx, false);
 }
 
 const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len)

@@ -18,6 +18,7 @@ struct cg_ctx {
 	bool swap_limited;    /* memsw / memory.swap.max can hold swap at 0 */
 	uint64_t seq;
 	uint64_t own_below; /* job-<our pid>-<n> with n below this are a dead daemon's (pid reuse) */
+	int stale_at_start; /* cg_init(): dead daemons' job cgroups it found still busy */
 	char why[256]; /* cg_init()'s reason when both hierarchies failed */
 };
 
@@ -42,7 +43,8 @@ struct cg_stats {
 };
 
 /* Detects the hierarchy (mode "auto", "v1" or "v2"), prepares our subtree, removes stale job
- * cgroups of a previous run. Returns 0 or -errno; *why says what was missing. */
+ * cgroups of a previous run (those still busy: stale_at_start). Returns 0 or -errno; *why
+ * says what was missing. */
 int cg_init(struct cg_ctx *ctx, const char *mode, const char **why);
 void cg_fini(struct cg_ctx *ctx);
 /* Again, while running: job cgroups of dead daemons whose tasks had not left when cg_init()

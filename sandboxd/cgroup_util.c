@@ -162,6 +162,14 @@ static void kill_members(int base_fd, const char *name)
 	}
 }
 
+bool cgu_base_shared(const struct cg_ctx *ctx, int i)
+{
+	for (int k = 0; k < i; k++)
+		if (ctx->base_fd[k] >= 0 && !strcmp(ctx->base_path[k], ctx->base_path[i]))
+			return true;
+	return false;
+}
+
 int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below)
 {
 	_cleanup_close_ int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -22,6 +22,9 @@ int cgu_self_path(const char *ctrl, char *buf, size_t len);
  * below *own_below are the only ones of ours treated as stale. Returns how many are still
  * there (busy: their tasks are still leaving). */
 int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below);
+/* v1: base directory i is one an earlier controller already has (cpu and cpuacct are often
+ * one hierarchy). */
+bool cgu_base_shared(const struct cg_ctx *ctx, int i);
 
 int cg_v1_init(struct cg_ctx *ctx, const char **why);
 int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j);

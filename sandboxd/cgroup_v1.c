@@ -79,7 +79,6 @@ int cg_v1_init(struct cg_ctx *ctx, const char **why)
 			return -errno;
 		}
 		snprintf(ctx->base_path[i], sizeof(ctx->base_path[i]), "%s", dir);
-		(void)cgu_remove_stale(ctx->base_fd[i], true, &ctx->own_below);
 	}
 	ctx->swap_limited = faccessat(ctx->base_fd[CG_MEMORY], "memory.memsw.limit_in_bytes", F_OK,
 				      0) == 0;
@@ -94,9 +93,7 @@ int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_
 	for (int i = 0; i < CG_V1_N; i++) {
 		/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir
 		 * then finds the directory the first one made, which is the same cgroup. */
-		bool shared = false;
-		for (int k = 0; k < i; k++)
-			shared |= !strcmp(ctx->base_path[k], ctx->base_path[i]);
+		bool shared = cgu_base_shared(ctx, i);
 		if (mkdirat(ctx->base_fd[i], j->name, 0755) < 0 && (errno != EEXIST || !shared))
 			return -errno; /* an existing one could hold a stale job: never share it */
 		j->dir_fd[i] = openat(ctx->base_fd[i], j->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

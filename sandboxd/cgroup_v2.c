@@ -82,7 +82,6 @@ int cg_v2_init(struct cg_ctx *ctx, const char **why)
 	ctx->version = 2;
 	ctx->base_fd[0] = steal_fd(&fd);
 	snprintf(ctx->base_path[0], sizeof(ctx->base_path[0]), "%s", dir);
-	(void)cgu_remove_stale(ctx->base_fd[0], true, &ctx->own_below);
 	ctx->v2_kill = faccessat(ctx->base_fd[0], "supervisor/cgroup.kill", F_OK, 0) == 0;
 	ctx->swap_limited =
 		faccessat(ctx->base_fd[0], "supervisor/memory.swap.max", F_OK, 0) == 0;

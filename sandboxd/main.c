@@ -283,7 +283,7 @@ int main(int argc, char **argv)
 	r = cg_init(&s.cg, cfg.cgroup_mode, &why);
 	if (r == 0)
 		log_info("%s", cg_describe(&s.cg, desc, sizeof(desc)));
-	s.stale_cgroups = r == 0 ? (unsigned)cg_sweep_stale(&s.cg) : 0;
+	s.stale_cgroups = r == 0 ? (unsigned)s.cg.stale_at_start : 0;
 	if (s.stale_cgroups)
 		log_warn("%u job cgroups of a dead daemon still have tasks leaving; they are "
 			 "removed as they empty", s.stale_cgroups);
