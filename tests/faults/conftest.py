@@ -15,13 +15,15 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "gateway"))
 sys.path.insert(0, os.path.join(HERE, "..", "soak"))
+sys.path.insert(0, os.path.join(HERE, ".."))  # tests/seed.py
 
 import census  # noqa: E402
 import harness  # noqa: E402
+import seed  # noqa: E402
 from hostview import wait_for  # noqa: E402,F401 (tests import it from here)
 
-HELLO = "def main():\n    return {\"message\": \"Hello, World!\"}\n"
-HELLO_BODY = '{"result": {"message": "Hello, World!"}, "stdout": ""}\n'
+HELLO = seed.HELLO
+HELLO_BODY = seed.HELLO_REPLY + "\n"
 HEALTHY_BODY = '{"status": "healthy"}\n'
 # A job that announces itself, then runs long enough to be hit by whatever the test does.
 SLEEPER = "import time\n\ndef main():\n    print('started', flush=True)\n    time.sleep(25)\n"

@@ -10,11 +10,12 @@ import time
 
 import pytest
 import requests
+import seed
 
 from harness import wait_for
 
 TIMEOUT = 120
-HELLO = "def main():\n    return {'message': 'Hello, World!'}\n"
+HELLO = seed.HELLO
 
 
 def raw_request(gw, data, read_timeout=30):

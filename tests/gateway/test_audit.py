@@ -10,12 +10,13 @@ import os
 import shutil
 
 import requests
+import seed
 
 import fakehost
 from harness import wait_for
 
 TIMEOUT = 120
-HELLO = "def main():\n    return {'message': 'Hello, World!'}\n"
+HELLO = seed.HELLO
 
 CORE_PIPE = "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h"
 CORE_WHY = ("core dumps go to a host program, which would receive a crashed job's memory as "

@@ -10,12 +10,13 @@ import time
 
 import pytest
 import requests
+import seed
 
 import harness
 from harness import wait_for
 
 TIMEOUT = 120
-HELLO = "def main():\n    return {'message': 'Hello, World!'}\n"
+HELLO = seed.HELLO
 SLEEP = "import time\ndef main():\n    time.sleep(%s)\n    return 'slept'\n"
 
 

@@ -6,11 +6,12 @@ import subprocess
 
 import pytest
 
+import seed
 from conftest import CLI, GATEWAY_USER
 
 pytestmark = pytest.mark.skipif(not os.access(CLI, os.X_OK), reason=f"no pyexec CLI at {CLI}")
 
-HELLO = 'def main():\n    return {"message": "Hello, World!"}\n'
+HELLO = seed.HELLO
 ERROR = 'def main():\n    raise ValueError("This is a test error")'
 
 
