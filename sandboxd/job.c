@@ -914,6 +914,22 @@ static void on_spare_exit(evutil_socket_t fd, short what, void *arg)
 
 static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg);
 
+/* Off the spare list, its events and pidfd gone: nothing can hand it to a job any more. */
+static void spare_detach(struct job *sp)
+{
+	if (sp->state != J_SPARE)
+		return;
+	TAILQ_REMOVE(&sp->s->spares, sp, link);
+	sp->s->n_spares--;
+	sp->state = J_CLEANUP;
+	free_event(&sp->ev_pid);
+	free_event(&sp->ev_sync);
+	free_event(&sp->ev_result);
+	free_event(&sp->ev_out);
+	free_event(&sp->ev_err);
+	close_fd(&sp->pidfd);
+}
+
 /* Off the spare list at once; the slot is freed when the cgroup is gone, as for a job. */
 static void spare_cleanup(struct job *sp)
 {
@@ -921,17 +937,7 @@ static void spare_cleanup(struct job *sp)
 	struct timeval tv = { 0, 20000 };
 	int r = 0;
 
-	if (sp->state == J_SPARE) {
-		TAILQ_REMOVE(&s->spares, sp, link);
-		s->n_spares--;
-		sp->state = J_CLEANUP;
-		free_event(&sp->ev_pid);
-		free_event(&sp->ev_sync);
-		free_event(&sp->ev_result);
-		free_event(&sp->ev_out);
-		free_event(&sp->ev_err);
-		close_fd(&sp->pidfd);
-	}
+	spare_detach(sp);
 	if (sp->cg_made) {
 		(void)cg_job_kill(&sp->cg);
 		r = cg_job_destroy(&s->cg, &sp->cg);
@@ -981,6 +987,25 @@ void job_stop_all(struct sbx *s)
 		TAILQ_REMOVE(&s->active, j, link);
 		j->done = NULL;
 		job_remove_now(j);
+	}
+}
+
+void job_spares_discard_all(struct sbx *s)
+{
+	struct job_list gone = TAILQ_HEAD_INITIALIZER(gone);
+	struct job *sp;
+
+	/* All off the list before the first is cleaned up: cleaning up pumps the queue, which
+	 * must find none of them. Their cgroups then go as a lost spare's do, retried from the
+	 * loop rather than waited for in it. */
+	while ((sp = TAILQ_FIRST(&s->spares))) {
+		kill_and_reap(sp->pidfd);
+		spare_detach(sp);
+		TAILQ_INSERT_TAIL(&gone, sp, link);
+	}
+	while ((sp = TAILQ_FIRST(&gone))) {
+		TAILQ_REMOVE(&gone, sp, link);
+		spare_cleanup(sp);
 	}
 }
 

@@ -52,5 +52,7 @@ int job_spare_started(struct job *sp, pid_t pid, int pidfd);
 void job_spare_discard(struct job *sp);
 /* At exit: kills every job left (answered ones included) and removes its cgroup. */
 void job_stop_all(struct sbx *s);
+/* The zygote is gone: kills every spare; their cgroups are removed from the loop. */
+void job_spares_discard_all(struct sbx *s);
 /* At exit: kills every spare and removes its cgroup, synchronously. */
 void job_spares_stop(struct sbx *s);

@@ -284,8 +284,9 @@ fail:
 	return r;
 }
 
-/* Everything of a dead zygote goes; started spares stay (they are the daemon's children). */
-static void zygote_gone(struct warm *w)
+/* Everything of a dead zygote goes, its spares too. `at_exit`: the loop ends, so the spares'
+ * cgroups are removed now; otherwise from the loop, which must not wait for them. */
+static void zygote_gone(struct warm *w, bool at_exit)
 {
 	struct job *pending[MAX_PENDING];
 	unsigned n_pending = w->n_pending;
@@ -311,7 +312,10 @@ static void zygote_gone(struct warm *w)
 		job_spare_discard(pending[i]);
 	/* And the spares it made: a new zygote serves only after its own canary ran in one of
 	 * its own spares, so none of the old ones may be left for that canary to take. */
-	job_spares_stop(w->s);
+	if (at_exit)
+		job_spares_stop(w->s);
+	else
+		job_spares_discard_all(w->s);
 	/* A spare the zygote cloned but never reported is our child (CLONE_PARENT) without a
 	 * pidfd here: reap it once it has given up (it fails at its first request to us). */
 	reap_strays_later(w);
@@ -338,7 +342,7 @@ static void on_zygote_exit(evutil_socket_t fd, short what, void *arg)
 	 * less often. */
 	if (ms_since(&w->started) > 60000)
 		w->backoff_s = 0;
-	zygote_gone(w);
+	zygote_gone(w, false);
 	if (w->state != W_DISABLED)
 		zygote_restart_later(w);
 	job_pump_queue(w->s);
@@ -607,8 +611,7 @@ void warm_verified(struct sbx *s, int r, const char *why)
 	w->state = W_DISABLED;
 	if (w->pidfd >= 0)
 		(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-	zygote_gone(w); /* first: it discards the spares the zygote never made */
-	job_spares_stop(s);
+	zygote_gone(w, false);
 	job_pump_queue(s);
 }
 
@@ -664,8 +667,7 @@ void warm_stop(struct sbx *s)
 	w->state = W_DISABLED;
 	if (w->pidfd >= 0)
 		(void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-	zygote_gone(w);
-	job_spares_stop(s);
+	zygote_gone(w, true);
 	reap_strays(w);
 	event_free(w->ev_restart);
 	event_free(w->ev_watchdog);

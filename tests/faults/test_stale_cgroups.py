@@ -7,6 +7,9 @@ busy then must not stay forever: sandboxd sweeps again every few seconds, killin
 in a dead daemon's cgroups and removing them once empty; a live daemon's cgroups (job-<its
 pid>-<seq>, made but not yet joined) are never touched.
 
+The same holds for the spares' cgroups when the zygote dies: those still busy are retried
+from the event loop until they empty.
+
 A cgroup that stays busy is made for real: a child cgroup inside it (cgroupfs refuses rmdir
 with EBUSY while it has one), removed by the test later. Leftover tasks are real processes in
 those cgroups.
@@ -14,6 +17,7 @@ those cgroups.
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -167,4 +171,40 @@ def test_dead_daemon_with_our_pid(own_cgroups, tasks, start_sandbox):
     wait_for(lambda: exists(parents, busy) == [], 15, what=f"the sweep to remove {busy}")
     wait_for(lambda: "the dead daemon's last job cgroup is removed\n" in sbx.log(), 15,
              what="the sweep to say so")
+    assert sbx.stop() == 0
+
+
+def test_a_dead_zygotes_busy_spare_cgroup_goes_once_empty(own_cgroups, start_sandbox):
+    """When the zygote dies, its spares are killed and their cgroups removed from the event
+    loop, retried while busy, not waited for in it (where a busy one was given 0.5 s, then
+    left until the daemon restarted)."""
+    from hostview import warm_pids, zygote_pids
+    parents = [os.path.join(d, "pyexec") for d in own_cgroups]
+    sbx = start_sandbox("--cgroup", "v1", cls=CgroupSandbox, cg_dirs=own_cgroups)
+    zygote, = wait_for(lambda: zygote_pids(sbx.pid), 30, what="the zygote")
+    spares = wait_for(lambda: warm_pids(sbx.pid, *sbx.uid_range) - {zygote} or None, 30,
+                      what="a spare")
+    spare = min(spares)
+    name = next(os.path.basename(line.split(":", 2)[2]) for line in
+                census.read_text(f"/proc/{spare}/cgroup").splitlines()
+                if "memory" in line.split(":")[1].split(","))
+    assert name.startswith(f"job-{sbx.pid}-"), name
+    for parent in parents:
+        os.makedirs(os.path.join(parent, name, "child"))
+    try:
+        os.kill(zygote, 9)
+        wait_for(lambda: "zygote: exited (signal 9)" in sbx.log(), 15,
+                 what="sandboxd to see the zygote exit")
+        wait_for(lambda: not os.path.exists(f"/proc/{spare}"), 15, what="the spare to be killed")
+        assert exists(parents, name) == parents
+        # It serves meanwhile, and the cgroup stays busy past the 0.5 s the loop used to wait.
+        r = run_hello(sbx)
+        assert r["verdict"] == "ok", r
+        time.sleep(2)
+        assert exists(parents, name) == parents
+    finally:
+        for parent in parents:
+            os.rmdir(os.path.join(parent, name, "child"))
+    wait_for(lambda: exists(parents, name) == [], 15, what=f"{name} to be removed")
+    assert "cannot remove cgroup" not in sbx.log(), sbx.log()
     assert sbx.stop() == 0
