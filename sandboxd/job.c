@@ -943,13 +943,19 @@ static void spare_cleanup(struct job *sp)
 		r = cg_job_destroy(&s->cg, &sp->cg);
 	}
 	if (r == -EBUSY && ++sp->cleanup_tries < 500) {
-		if (!sp->ev_retry)
+		if (!sp->ev_retry) {
 			sp->ev_retry = evtimer_new(s->base, on_spare_cleanup_retry, sp);
+			/* Listed while it waits, so that a daemon stopping meanwhile removes it. */
+			if (sp->ev_retry)
+				TAILQ_INSERT_TAIL(&s->spares_gone, sp, link);
+		}
 		if (sp->ev_retry) {
 			evtimer_add(sp->ev_retry, &tv);
 			return;
 		}
 	}
+	if (sp->ev_retry)
+		TAILQ_REMOVE(&s->spares_gone, sp, link);
 	if (r < 0)
 		log_error_errno(r, "warm spare: cannot remove cgroup %s", sp->cg.name);
 	if (sp->slot >= 0)
@@ -1017,6 +1023,12 @@ void job_spares_stop(struct sbx *s)
 		TAILQ_REMOVE(&s->spares, sp, link);
 		s->n_spares--;
 		sp->state = J_CLEANUP;
+		job_remove_now(sp);
+	}
+	/* And those already killed whose cgroups were still busy: their retries end with the
+	 * loop. */
+	while ((sp = TAILQ_FIRST(&s->spares_gone))) {
+		TAILQ_REMOVE(&s->spares_gone, sp, link);
 		job_remove_now(sp);
 	}
 }

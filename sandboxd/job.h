@@ -54,5 +54,6 @@ void job_spare_discard(struct job *sp);
 void job_stop_all(struct sbx *s);
 /* The zygote is gone: kills every spare; their cgroups are removed from the loop. */
 void job_spares_discard_all(struct sbx *s);
-/* At exit: kills every spare and removes its cgroup, synchronously. */
+/* At exit: kills every spare and removes its cgroup, synchronously (those of spares already
+ * discarded too). */
 void job_spares_stop(struct sbx *s);

@@ -231,6 +231,7 @@ int main(int argc, char **argv)
 	TAILQ_INIT(&s.queue);
 	TAILQ_INIT(&s.active);
 	TAILQ_INIT(&s.spares);
+	TAILQ_INIT(&s.spares_gone);
 	TAILQ_INIT(&s.waiting);
 	LIST_INIT(&s.conns);
 

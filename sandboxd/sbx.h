@@ -39,6 +39,7 @@ struct sbx {
 	struct job_list spares; /* warm: started spares first, then those the zygote has yet to
 				 * clone */
 	unsigned n_spares;
+	struct job_list spares_gone; /* warm: discarded spares whose cgroups are being removed */
 	struct warm *warm;      /* the zygote, or NULL when the warm path is off */
 	struct conn_list conns;
 	struct evconnlistener *listener;

@@ -200,7 +200,7 @@ def test_a_dead_zygotes_busy_spare_cgroup_goes_once_empty(own_cgroups, start_san
         # It serves meanwhile, and the cgroup stays busy past the 0.5 s the loop used to wait.
         r = run_hello(sbx)
         assert r["verdict"] == "ok", r
-        time.sleep(2)
+        time.sleep(1)
         assert exists(parents, name) == parents
     finally:
         for parent in parents:

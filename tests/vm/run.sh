@@ -79,6 +79,9 @@ mkdir -p "$P/etc/systemd/system/harness.service.d"
 cat > "$P/etc/systemd/system/harness.service.d/after-pyexec.conf" <<'EOF'
 [Unit]
 After=pyexec-sandboxd.service pyexec-gatewayd.service
+[Service]
+# For boot-watchdog: the boot got this far (whatever /harness/run is).
+ExecStartPre=/bin/touch /run/harness-begun
 EOF
 cp "$HERE/guest/run" "$HERE/guest/checks.py" "$HERE/guest/sandboxd-in-scope" \
   "$HERE/guest/boot-watchdog" "$HERE/../integration/hostview.py" "$HERE/../seed.py" "$P/harness/"
@@ -112,37 +115,39 @@ fi
 OUT=$WORK/out
 BOOT_LIMIT=${VMTEST_BOOT_LIMIT:-240}
 # boot: one VM run. A guest that shows no sign of life (neither the harness's first line nor
-# boot-watchdog's report) long after boot-watchdog's limit is stopped, and boot returns 75.
+# boot-watchdog's report) long after boot-watchdog's limit is stopped, and VM_STALLED set.
 boot() {
-  local v t=0 alive=0
+  local v t=0 alive=0 stalled=0
   rm -f "$OUT/results.txt"     # not the last run's lines: vmtest.sh removes it only later
   "$HERE/vmtest.sh" run "$P" "$OUT" > "$WORK/run.log" 2>&1 & v=$!
   while kill -0 "$v" 2>/dev/null; do
     grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null && { alive=1; break; }
     if [ "$t" -ge $((BOOT_LIMIT + 120)) ]; then
       pkill -TERM -P "$v" -x timeout || true     # qemu's timeout: vmtest.sh then tidies up
-      break
+      stalled=1; break
     fi
     sleep 2; t=$((t + 2))
   done
   local r=0; wait "$v" || r=$?
   cat "$WORK/run.log"
-  [ "$alive" = 1 ] || grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null ||
-    return 75
+  # Only a guest stopped here for silence is a stall; one that ended by itself (a panic, a
+  # failed mount) failed, and vmtest.sh said why.
+  [ "$stalled" = 1 ] && ! grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null &&
+    { VM_STALLED=1; return 1; }
   return "$r"
 }
 t0=$(now)
-rc=0
+rc=0 VM_STALLED=0
 boot || rc=$?
-if [ "$rc" = 75 ]; then
+if [ "$VM_STALLED" = 1 ]; then
   # Seen once in CI: a guest silent after systemd's first line for 25 min, where a boot takes
   # 7-10 s. Such a stall is the emulator's or the host's, not a check's: one more boot, said
   # loudly. A unit that hangs the boot is not retried: boot-watchdog reports it, and it fails.
   cp "$OUT/console.log" "$WORK/console-stalled.log" 2>/dev/null || true
   echo "VM STALLED: no sign of life from the guest after $((BOOT_LIMIT + 120)) s" \
     "(console: $WORK/console-stalled.log); booting once more"
-  rc=0; boot || rc=$?
-  [ "$rc" != 75 ] || { echo "VM STALLED again"; rc=1; }
+  rc=0 VM_STALLED=0; boot || rc=$?
+  [ "$VM_STALLED" = 0 ] || echo "VM STALLED again"
 fi
 t_run=$(secs "$t0" "$(now)")
 up() { sed -n "s/^$1 at uptime \([0-9.]*\).*/\1/p" "$OUT/results.txt" | tail -n1; }
