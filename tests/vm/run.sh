@@ -116,12 +116,12 @@ OUT=$WORK/out
 BOOT_LIMIT=${VMTEST_BOOT_LIMIT:-240}
 # boot: one VM run. A guest that shows no sign of life (neither the harness's first line nor
 # boot-watchdog's report) long after boot-watchdog's limit is stopped, and VM_STALLED set.
+alive() { grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null; }
 boot() {
-  local v t=0 alive=0 stalled=0
+  local v t=0 stalled=0
   rm -f "$OUT/results.txt"     # not the last run's lines: vmtest.sh removes it only later
   "$HERE/vmtest.sh" run "$P" "$OUT" > "$WORK/run.log" 2>&1 & v=$!
-  while kill -0 "$v" 2>/dev/null; do
-    grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null && { alive=1; break; }
+  while kill -0 "$v" 2>/dev/null && ! alive; do
     if [ "$t" -ge $((BOOT_LIMIT + 120)) ]; then
       pkill -TERM -P "$v" -x timeout || true     # qemu's timeout: vmtest.sh then tidies up
       stalled=1; break
@@ -132,8 +132,7 @@ boot() {
   cat "$WORK/run.log"
   # Only a guest stopped here for silence is a stall; one that ended by itself (a panic, a
   # failed mount) failed, and vmtest.sh said why.
-  [ "$stalled" = 1 ] && ! grep -qE '^(HARNESS-BEGIN|BOOT-STUCK)' "$OUT/results.txt" 2>/dev/null &&
-    { VM_STALLED=1; return 1; }
+  [ "$stalled" = 1 ] && ! alive && { VM_STALLED=1; return 1; }
   return "$r"
 }
 t0=$(now)
