@@ -105,6 +105,33 @@ def test_nothing_of_one_warm_job_reaches_the_next(warm_daemon, run):
                                "env": False, "tmp": [], "shm": [], "path": False}
 
 
+def test_the_rehearsals_leave_nothing_a_job_can_find(warm_daemon, run):
+    """The zygote and every spare run a rehearsal job (runner.py, REHEARSAL) before a job
+    arrives. Thawed, the collector sees every object of the process: none of the rehearsal's
+    functions, modules, DataFrames or source lines may be among them."""
+    r = ok(run(script("""
+        import gc, linecache, sys
+        import pandas as pd
+        def main():
+            gc.unfreeze()
+            mine = {main.__code__}
+            objs = gc.get_objects()
+            return {
+                'functions': [f.__qualname__ for f in objs if type(f).__name__ == 'function'
+                              and f.__code__.co_filename == '<script>'
+                              and f.__code__ not in mine],
+                'modules': [m.__name__ for m in objs if type(m) is type(sys)
+                            and m.__name__ == '__script__' and m is not sys.modules[__name__]],
+                'frames': [list(o.columns) for o in objs if isinstance(o, pd.DataFrame)],
+                'hooks': [type(h).__name__ for h in sys.meta_path
+                          if type(h).__name__ == 'LinecacheHook'],
+                'lines': linecache.getline('<script>', 1).strip(),
+            }
+    """)))
+    assert r == {"functions": [], "modules": [], "frames": [], "hooks": [],
+                 "lines": "import gc, linecache, sys"}, r
+
+
 def test_a_job_sees_neither_the_zygote_nor_the_spares(warm_daemon, run):
     r = ok(run(script("""
         import os
