@@ -197,11 +197,20 @@ class Daemon:
         return self.max_running + (2 * 4 + 1 if self.warm else 0)
 
     def wait_warm(self, spares=4, timeout=60):
-        """Until the warm path is verified and `spares` spares wait (the default count)."""
+        """Until the warm path is verified and `spares` spares wait (the default count), each
+        ready: past its rehearsal, its sync socket (fd 5) closed. The daemon holds the other
+        end of that socket until then, so only now are its fds those of the idle state."""
         wait_for(lambda: "warm path: verified" in self.log(), timeout, what="the warm path")
-        wait_for(lambda: len(zygote_pids(self.pid)) == 1 and
-                 len(warm_pids(self.pid, *self.uid_range)) == spares + 1, timeout,
-                 what=f"{spares} idle spares and the zygote")
+
+        def settled():
+            zygotes = zygote_pids(self.pid)
+            pids = warm_pids(self.pid, *self.uid_range)
+            if len(zygotes) != 1 or len(pids) != spares + 1:
+                return False
+            return all(p in zygotes or (os.path.isdir(f"/proc/{p}/fd") and
+                                        not os.path.lexists(f"/proc/{p}/fd/5")) for p in pids)
+
+        wait_for(settled, timeout, what=f"{spares} ready spares and the zygote")
 
     def job_procs(self):
         return host_procs(*self.uid_range, daemon_pid=self.pid)
