@@ -141,6 +141,8 @@ def flush_stdio():
 
 def to_stderr(text):
     """Straight to fd 2, since the script may have replaced or closed sys.stderr."""
+    if _rehearsing:
+        return  # fd 2 is sandboxd's log (zygote) or the job's stderr (spare): see rehearse()
     flush_stdio()
     try:
         write_all(2, text.encode("utf-8", "backslashreplace"))
@@ -725,7 +727,8 @@ def runner_main():
 # --- warm path --------------------------------------------------------------------------------
 # sandboxd's zygote (sandboxd/zygote) embeds this interpreter, loads this file as the module
 # _pyexec_runner, calls warm_up() once, and then forks one process per job, each jailed like a
-# cold job before it calls serve_warm(). The zygote runs no client code: warm_up() only imports.
+# cold job before it calls serve_warm(). The zygote runs no client code: warm_up() imports and
+# runs REHEARSAL, our own script.
 
 WARM_IMPORTS = (
     # What jobs import most, and the runner's own lazy imports, so that no job pays for them.
@@ -754,7 +757,12 @@ def warm_up():
     # is then made once and shared, not made again in every job. That is about 120 fewer
     # copy-on-write faults per job, and the rehearsal in a spare is no longer the only warm-up
     # a job gets: on a busy machine a spare skips it. Nothing of it stays (see rehearse()).
-    rehearse()
+    failed = rehearse()
+    if failed:
+        # Jobs are only slower for it (each pays the faults itself), not wrong: said once, in
+        # sandboxd's log (our fd 2), rather than refused.
+        write_all(2, ("pyexec-zygote: the rehearsal failed, warm jobs will be slower: %s\n"
+                      % failed).encode("utf-8", "backslashreplace"))
     # Everything alive now is shared copy-on-write by every job; frozen, the collector never
     # walks (and so never writes to) these objects in a job.
     gc.collect()
@@ -775,7 +783,7 @@ def fresh_stdio():
 # What a typical job does, run once in the zygote (warm_up) and once in every spare before its
 # job arrives. Forked from the zygote, a process pays a page fault for each page it first
 # writes, and running any script writes reference counts all over the interpreter, numpy and
-# pandas: about 900 faults, 2-4 ms on the first run and 0.5 ms on the next. The rehearsal takes
+# pandas: 700-900 faults, 3-4 ms on the first run and under 1 ms on the next. The rehearsal takes
 # them while the spare waits, already jailed, so the job does not. It is our own code; nothing
 # of it stays in sight of the job (its module, its source lines, its objects, its numbers:
 # numpy is reseeded after it).
@@ -791,11 +799,21 @@ def main():
 """
 
 
+_rehearsing = False
+
+
 def rehearse():
+    """Runs REHEARSAL and removes what it left; returns None, or what went wrong. It writes
+    nothing: in the zygote fds 1 and 2 are sandboxd's log, in a spare the job's stdout and
+    stderr (its print(end='') writes no byte; a traceback of its own would go nowhere)."""
+    global _rehearsing
+    _rehearsing = True
     try:
-        run(REHEARSAL)
-    except BaseException:
-        pass
+        reply = run(REHEARSAL)
+    except BaseException as e:
+        reply = {"status": "error", "message": exception_message(e)}
+    finally:
+        _rehearsing = False
     module = sys.modules.pop(MODULE_NAME, None)
     if module is not None:
         # Its functions and its dict hold each other: left to the collector, they would stay
@@ -805,6 +823,9 @@ def rehearse():
     if linecache is not None:
         linecache.cache.pop(SCRIPT_NAME, None)
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, LinecacheHook)]
+    if type(reply) is bytes:
+        return None  # a result frame's payload: it ran to the end
+    return "%s: %s" % (reply.get("status"), reply.get("message", ""))
 
 
 SYNC_FD = 5  # the spare's socket to sandboxd; closed, it tells sandboxd the spare is ready

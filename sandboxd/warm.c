@@ -420,7 +420,7 @@ static void on_ready(struct warm *w, const struct zy_ready *m)
 		return;
 	}
 	arm_watchdog(w, 0);
-	log_info("zygote: ready in %llu ms (CPython, numpy, pandas loaded in %llu ms)",
+	log_info("zygote: ready in %llu ms (CPython, numpy, pandas warmed up in %llu ms)",
 		 (unsigned long long)ms_since(&w->started), (unsigned long long)m->init_ms);
 	w->state = W_VERIFYING;
 	warm_refill(w->s);

@@ -88,7 +88,8 @@ int zy_py_init(const char *python)
 	}
 	if ((r = load_runner()) < 0)
 		return r;
-	/* Imports numpy, pandas and what the runner needs per job, then gc.freeze(). */
+	/* Imports numpy, pandas and what the runner needs per job, runs one rehearsal job (our own
+	 * script), then gc.freeze(). */
 	return call_runner("warm_up");
 }
 
