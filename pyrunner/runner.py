@@ -761,8 +761,11 @@ def warm_up():
     if failed:
         # Jobs are only slower for it (each pays the faults itself), not wrong: said once, in
         # sandboxd's log (our fd 2), rather than refused.
-        write_all(2, ("pyexec-zygote: the rehearsal failed, warm jobs will be slower: %s\n"
-                      % failed).encode("utf-8", "backslashreplace"))
+        try:
+            write_all(2, ("pyexec-zygote: the rehearsal failed, warm jobs will be slower: %s\n"
+                          % failed).encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # a log that takes no more is no reason to refuse warm jobs
     # Everything alive now is shared copy-on-write by every job; frozen, the collector never
     # walks (and so never writes to) these objects in a job.
     gc.collect()
@@ -803,9 +806,11 @@ _rehearsing = False
 
 
 def rehearse():
-    """Runs REHEARSAL and removes what it left; returns None, or what went wrong. It writes
-    nothing: in the zygote fds 1 and 2 are sandboxd's log, in a spare the job's stdout and
-    stderr (its print(end='') writes no byte; a traceback of its own would go nowhere)."""
+    """Runs REHEARSAL and removes what it left; returns None, or what went wrong. It must
+    write nothing: in the zygote fds 1 and 2 are sandboxd's log, in a spare the job's stdout
+    and stderr. Its print(end='') writes no byte, and the runner's own reports (to_stderr: a
+    traceback, an exit message) are off while it runs. (A warning would still be printed:
+    REHEARSAL raises none, and test_warm.py would see one in a job's stderr.)"""
     global _rehearsing
     _rehearsing = True
     try:

@@ -198,8 +198,8 @@ class Daemon:
 
     def wait_warm(self, spares=4, timeout=60):
         """Until the warm path is verified and `spares` spares wait (the default count), each
-        ready: past its rehearsal, its sync socket (fd 5) closed. The daemon holds the other
-        end of that socket until then, so only now are its fds those of the idle state."""
+        ready: past its rehearsal, its sync socket (fd 5) closed. (The daemon closes its end
+        when its loop sees that: for its idle fd count, see idle_fd_count().)"""
         wait_for(lambda: "warm path: verified" in self.log(), timeout, what="the warm path")
 
         def settled():
@@ -217,6 +217,22 @@ class Daemon:
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def idle_fd_count(self, settle=0.3, timeout=15):
+        """The daemon's fd count at rest: spares ready (wait_warm) and the daemon's fds the
+        same for `settle` seconds, so that it has also closed its end of each spare's sync
+        socket and finished the last job's (or canary's) cleanup."""
+        self.wait_warm()
+        end = time.monotonic() + timeout
+        seen, since = None, time.monotonic()
+        while True:
+            now = sorted(os.listdir(f"/proc/{self.pid}/fd"))
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= settle:
+                return len(now)
+            assert time.monotonic() < end, f"the daemon's fds did not settle in {timeout} s"
+            time.sleep(0.02)
 
     def cgroup_dirs(self):
         """The daemon's per-controller 'pyexec' cgroup directories, from its start-up line."""

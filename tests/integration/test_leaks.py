@@ -74,8 +74,7 @@ def mounts():
 
 def test_200_mixed_jobs_leak_nothing(start_daemon):
     d = start_daemon(max_running=CONCURRENCY)
-    d.wait_warm()  # the canaries' cleanup is done, the spares are made: the idle state
-    idle_fds = d.fd_count()
+    idle_fds = d.idle_fd_count()  # spares ready, the canaries' cleanup done: at rest
     mounts_before = mounts()
     assert d.job_procs() == []
     assert d.cgroup_dirs(), "the daemon did not name its cgroup parents"  # else vacuous

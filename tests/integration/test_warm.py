@@ -150,6 +150,9 @@ def test_a_failing_rehearsal_is_logged_and_stays_out_of_jobs(start_daemon, tmp_p
         r = d.run(EXE)
         assert ok(r) == ZYGOTE_EXE
         assert (r["stdout"], r["stderr"]) == (b"", b""), r
+    # The runner's reports are off only during a rehearsal: a job's own traceback still shows.
+    r = d.run("def main():\n    raise ValueError('mine')\n")
+    assert r["verdict"] == "error" and b"ValueError: mine" in r["stderr"], r
 
 
 def test_a_job_sees_neither_the_zygote_nor_the_spares(warm_daemon, run):
