@@ -1020,9 +1020,8 @@ void job_spares_stop(struct sbx *s)
 	struct job *sp;
 
 	while ((sp = TAILQ_FIRST(&s->spares))) {
-		TAILQ_REMOVE(&s->spares, sp, link);
-		s->n_spares--;
-		sp->state = J_CLEANUP;
+		kill_and_reap(sp->pidfd);
+		spare_detach(sp);
 		job_remove_now(sp);
 	}
 	/* And those already killed whose cgroups were still busy: their retries end with the
