@@ -706,7 +706,7 @@ def send(fd, reply):
     _exit(0)
 
 
-def runner_main():
+def runner_main(warm=False):
     global RUNNER_PID
     RUNNER_PID = _getpid()
     sys.path[:] = isolated_path()
@@ -716,7 +716,8 @@ def runner_main():
         _exit(EXIT_NO_CHANNEL)
     try:
         source_bytes = read_script()
-        setup_stdio()
+        if not warm:  # a warm job's streams were made that way (job_stdio())
+            setup_stdio()
         reply = run(source_bytes)
     except BaseException as e:  # a runner bug or a missing fd 3: still one frame
         reply = {"status": "error", "message": clip_message(
@@ -746,7 +747,7 @@ def warm_up():
     import importlib
 
     # The zygote's own streams were made for its fds 0-2 (its stderr is sandboxd's log, maybe a
-    # seekable file); each job gets new ones in fresh_stdio(). These stay referenced forever:
+    # seekable file); jobs get their own (install_stdio()). These stay referenced forever:
     # freed, they would close fds 0-2, which in a job are the job's.
     _zygote_stdio[:] = [sys.stdin, sys.stdout, sys.stderr]
     sys.path[:] = isolated_path()
@@ -758,6 +759,12 @@ def warm_up():
     # copy-on-write faults per job, and the rehearsal in a spare is no longer the only warm-up
     # a job gets: on a busy machine a spare skips it. Nothing of it stays (see rehearse()).
     failed = rehearse()
+    _job_stdio[:] = stdio_for_jobs()
+    numpy = sys.modules["numpy"]
+    # Seeded in every job by set_state() (serve_warm), which leaves these two alone: the
+    # SeedSequence numpy drew at import (the zygote's, so every job's: a job could spawn()
+    # from it) goes, and no cached Gaussian stays.
+    numpy.random.seed(0)
     if failed:
         # Jobs are only slower for it (each pays the faults itself), not wrong: said once, in
         # sandboxd's log (our fd 2), rather than refused.
@@ -772,15 +779,62 @@ def warm_up():
     gc.freeze()
 
 
-def fresh_stdio():
-    """Streams on the job's fds 0-2 as `python3.11 -u` makes them (C.UTF-8 locale)."""
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
-        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="strict")
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="strict", write_through=True)
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-        line_buffering=True, write_through=True)
+def job_stdio():
+    """Streams on fds 0-2 as `python3.11 -u` makes them for a cold job (C.UTF-8 locale, then
+    setup_stdio()); test_warm.py compares the two."""
+    return [
+        io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
+                         encoding="utf-8", errors="surrogateescape", write_through=True),
+        io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                         errors="surrogateescape", write_through=True),
+        io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                         errors="backslashreplace", write_through=True),
+    ]
+
+
+_job_stdio = []  # job_stdio(), made once in the zygote: see stdio_for_jobs()
+
+
+def stdio_for_jobs():
+    """job_stdio() made in the zygote, for every job to start with, or [] if it cannot be.
+
+    Made in each job, the streams cost it about 50 copy-on-write faults (the codec lookup, the
+    io types); made here, each job copies the few pages they sit on. A stream learns what its
+    fd is when it is made (seekable or not, the position) and keeps it, so they are made on
+    fds of the kinds a job's are: for the moment, fd 0 is /dev/null (read-only) and fds 1 and
+    2 a pipe, as jail.c leaves them in a job; then the zygote's own fds 0-2 come back.
+    """
+    import fcntl
+
+    saved, made = [], []
+    try:
+        for fd in (0, 1, 2):
+            saved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
+        r, w = posix.pipe()
+        null = posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            posix.dup2(null, 0)
+            posix.dup2(w, 1)
+            posix.dup2(w, 2)
+            made = job_stdio()
+        finally:
+            for fd, old in enumerate(saved):
+                posix.dup2(old, fd)
+            for fd in (r, w, null):
+                posix.close(fd)
+    except OSError:
+        made = []  # each job makes its own (serve_warm)
+    finally:
+        for old in saved:
+            posix.close(old)
+    return made
+
+
+def install_stdio():
+    streams = _job_stdio or job_stdio()
+    sys.stdin = sys.__stdin__ = streams[0]
+    sys.stdout = sys.__stdout__ = streams[1]
+    sys.stderr = sys.__stderr__ = streams[2]
 
 
 # What a typical job does, run once in the zygote (warm_up) and once in every spare before its
@@ -847,7 +901,7 @@ def script_waiting():
 
 
 def serve_warm():
-    fresh_stdio()
+    install_stdio()
     # The rehearsal only moves work out of a job's way; when the job is already waiting, it
     # would only delay it (and on a busy machine cost CPU other jobs need).
     if not script_waiting():
@@ -857,13 +911,15 @@ def serve_warm():
     except OSError:
         pass
     # Forked: the `random` module was reseeded by Python's at-fork hook, numpy's global
-    # generator was not; without this every job would draw the same numbers. Seeded as
-    # `random` seeds itself: 2496 bytes of the kernel's randomness, MT19937's whole state.
-    # (seed() without an argument draws 128 bits through SeedSequence: 55 us against 8.)
+    # generator was not; without this every job would draw the same numbers. Its whole state
+    # (MT19937's 624 words) comes from the kernel's randomness, set as get_state() gives it
+    # back: no array is made, and seed() with an array touched about 100 pages more of
+    # numpy, each a copy-on-write fault. warm_up() cleared what set_state() leaves.
     numpy = sys.modules.get("numpy")
     if numpy is not None:
-        numpy.random.seed(numpy.frombuffer(posix.urandom(2496), dtype=numpy.uint32))
-    runner_main()
+        key = list(memoryview(posix.urandom(2496)).cast("I"))
+        numpy.random.set_state(("MT19937", key, 624, 0, 0.0))
+    runner_main(warm=True)
 
 
 if __name__ == "__main__":
