@@ -59,6 +59,7 @@ struct job {
 
 	bool timed_out, cancelled, oom_seen, exec_ok, reported;
 	bool warm;       /* it runs (or ran) in an adopted spare */
+	bool doomed;     /* a spare spare_dying() found killed: never adopted, soon reaped */
 	bool warm_only;  /* the warm canary: a spare while the zygote is verified, else cold */
 	bool internal;   /* a canary: not counted in running or queued, never refused */
 	int fail_stage, fail_err;
@@ -66,7 +67,8 @@ struct job {
 };
 
 static void job_start(struct job *j);
-static struct job *ready_spare(struct sbx *s);
+static struct job *ready_spare(struct sbx *s, bool to_adopt);
+static bool job_wait_for_spare(struct job *j, bool first);
 static void on_script(evutil_socket_t fd, short what, void *arg);
 static void job_finish(struct job *j);
 static void job_result_arrived(struct job *j);
@@ -181,7 +183,7 @@ bool job_pid_is_tracked(const struct sbx *s, pid_t pid)
 
 bool job_spare_has_process(const struct sbx *s)
 {
-	return ready_spare((struct sbx *)s) != NULL;
+	return ready_spare((struct sbx *)s, false) != NULL;
 }
 
 static void job_free(struct job *j)
@@ -249,20 +251,17 @@ static ssize_t read_proc_file(const char *path, char *buf, size_t len)
 	return n;
 }
 
-/* Killed from outside (or by the host's OOM killer) and not yet reaped: exited, exiting, or
- * with SIGKILL pending. Such a spare must never get a job: the job would be reported killed. */
+/* Killed from outside (or by the host's OOM killer) and not yet reaped: exiting, or with
+ * SIGKILL pending (spare_exited() sees the rest). Such a spare must never get a job: the job
+ * would be reported killed. */
 static bool spare_dying(const struct job *sp)
 {
 	static const char *const pending[] = { "\nSigPnd:\t", "\nShdPnd:\t" };
-	siginfo_t si = { 0 };
 	char path[64], buf[2048];
 	const char *p;
 	unsigned long flags = 0;
 	char state = 0;
 
-	if (waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-	    si.si_pid != 0)
-		return true;
 	/* stat: "pid (comm) state ppid pgrp session tty tpgid flags ..."; PF_EXITING is 0x4. */
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)sp->pid);
 	if (read_proc_file(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')) ||
@@ -281,22 +280,41 @@ static bool spare_dying(const struct job *sp)
 	return false;
 }
 
-/* A spare for a job: a ready one (jailed and rehearsed, its sync socket closed), else the
- * one that started first, which is the nearest to ready. Unstarted ones have no process. */
-static struct job *ready_spare(struct sbx *s)
+static bool spare_exited(const struct job *sp)
 {
-	struct job *sp, *first = NULL;
+	siginfo_t si = { 0 };
 
-	TAILQ_FOREACH (sp, &s->spares, link) {
-		if (sp->pidfd < 0 || spare_dying(sp))
-			continue;
-		if (sp->exec_ok)
-			return sp;
-		if (!first || sp->t0.tv_sec < first->t0.tv_sec ||
-		    (sp->t0.tv_sec == first->t0.tv_sec && sp->t0.tv_nsec < first->t0.tv_nsec))
-			first = sp;
+	return waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	       si.si_pid != 0;
+}
+
+/* A spare for a job: a ready one (jailed and rehearsed, its sync socket closed), else the
+ * one that started first, which is the nearest to ready. Unstarted ones have no process.
+ * Only the spare about to be adopted (to_adopt) is checked for a pending kill in /proc:
+ * the other callers only ask whether there is one, several times per job, and two /proc
+ * reads per spare each time cost more than anything else sandboxd does for a job. If the
+ * spare they saw turns out doomed at adoption, the next is taken, or the job runs cold. */
+static struct job *ready_spare(struct sbx *s, bool to_adopt)
+{
+	struct job *sp, *best;
+
+	for (;;) {
+		best = NULL;
+		TAILQ_FOREACH (sp, &s->spares, link) {
+			if (sp->pidfd < 0 || sp->doomed || spare_exited(sp))
+				continue;
+			if (sp->exec_ok) {
+				best = sp;
+				break;
+			}
+			if (!best || sp->t0.tv_sec < best->t0.tv_sec ||
+			    (sp->t0.tv_sec == best->t0.tv_sec && sp->t0.tv_nsec < best->t0.tv_nsec))
+				best = sp;
+		}
+		if (!best || !to_adopt || !spare_dying(best))
+			return best;
+		best->doomed = true; /* its exit (the pidfd) removes it, as for any dead spare */
 	}
-	return first;
 }
 
 /* Admitted jobs (they hold a place in `running`) waiting for a spare, oldest first; then the
@@ -307,7 +325,7 @@ void job_pump_queue(struct sbx *s)
 	struct job *j;
 
 	while ((j = TAILQ_FIRST(&s->waiting)) &&
-	       (!job_wants_warm(j) || ready_spare(s) || s->n_spares == 0)) {
+	       (!job_wants_warm(j) || ready_spare(s, false) || s->n_spares == 0)) {
 		TAILQ_REMOVE(&s->waiting, j, link);
 		job_launch(j);
 	}
@@ -699,20 +717,27 @@ static void job_start(struct job *j)
 	struct sbx *s = j->s;
 
 	s->running += !j->internal;
-	if (job_wants_warm(j) && !ready_spare(s)) {
-		warm_refill(s);
-		/* Wait only for a spare that is on its way; when none can be made (no cgroup, no
-		 * memory), the job runs cold and says what failed, rather than wait forever. */
-		if (s->n_spares > 0) {
-			j->state = J_WAITING;
-			if (j->warm_only)
-				TAILQ_INSERT_HEAD(&s->waiting, j, link);
-			else
-				TAILQ_INSERT_TAIL(&s->waiting, j, link);
-			return;
-		}
-	}
+	if (job_wants_warm(j) && !ready_spare(s, false) && job_wait_for_spare(j, j->warm_only))
+		return;
 	job_launch(j);
+}
+
+/* Holds an admitted job (its place in `running` kept) until a spare is ready: true. Only for
+ * a spare that is on its way; when none can be made (no cgroup, no memory), false, and the
+ * job runs cold and says what failed, rather than wait forever. */
+static bool job_wait_for_spare(struct job *j, bool first)
+{
+	struct sbx *s = j->s;
+
+	warm_refill(s);
+	if (s->n_spares == 0)
+		return false;
+	j->state = J_WAITING;
+	if (first)
+		TAILQ_INSERT_HEAD(&s->waiting, j, link);
+	else
+		TAILQ_INSERT_TAIL(&s->waiting, j, link);
+	return true;
 }
 
 /* Into a spare, or cold. */
@@ -721,9 +746,13 @@ static void job_launch(struct job *j)
 	struct sbx *s = j->s;
 	struct event_base *b = s->base;
 	struct timeval tv = { j->timeout_ms / 1000, (j->timeout_ms % 1000) * 1000 };
-	struct job *sp = job_wants_warm(j) ? ready_spare(s) : NULL;
+	struct job *sp = job_wants_warm(j) ? ready_spare(s, true) : NULL;
 	int r = 0;
 
+	/* The spare it was admitted for was killed a moment ago (ready_spare): it waits for the
+	 * next one at the head of the line, where it was. */
+	if (!sp && job_wants_warm(j) && job_wait_for_spare(j, true))
+		return;
 	if (!sp)
 		j->slot = take_slot(s);
 	j->state = J_RUNNING;
@@ -784,7 +813,7 @@ static void job_launch(struct job *j)
 	/* Making a spare costs a cgroup, a clone and a rehearsal: CPU the job would compete
 	 * for on a small machine. While ready spares are left, the next one is made when this
 	 * job has answered (job_report_result); when none are left, now. */
-	if (!ready_spare(s) || !TAILQ_EMPTY(&s->waiting))
+	if (!ready_spare(s, false) || !TAILQ_EMPTY(&s->waiting))
 		warm_refill(s);
 }
 
