@@ -197,11 +197,13 @@ def test_invalid_utf8_output_replaced(url):
 # ---- statistics headers -----------------------------------------------------------------------
 
 def test_stats_headers(url):
-    r = post(url, "def main():\n    return sum(range(100000))\n")
+    # 16 MiB written: a warm job that only adds numbers may peak under 1 MiB (the pages it
+    # copies from the zygote), which says nothing about whether the figure is the job's.
+    r = post(url, "def main():\n    b = b'x' * (16 << 20)\n    return sum(range(100000))\n")
     assert r.status_code == 200
     for h in ("X-Pyexec-Wall-Ms", "X-Pyexec-Cpu-Ms", "X-Pyexec-Peak-Memory"):
         assert r.headers[h].isdigit(), (h, r.headers.get(h))
-    assert int(r.headers["X-Pyexec-Peak-Memory"]) > 1024 * 1024
+    assert 16 << 20 < int(r.headers["X-Pyexec-Peak-Memory"]) < 512 << 20
     assert r.headers["X-Pyexec-Verdict"] == "ok"
     assert "X-Pyexec-Truncated" not in r.headers
 
