@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,10 +58,34 @@ int cg_init(struct cg_ctx *ctx, const char *mode, const char **why)
 
 void cg_fini(struct cg_ctx *ctx)
 {
+	for (unsigned k = 0; k < ctx->n_slots; k++)
+		cg_v1_slot_close(ctx, &ctx->slots[k], true);
+	free(ctx->slots);
 	for (int i = 0; i < CG_V1_N; i++)
 		if (ctx->base_fd[i] >= 0)
 			close(ctx->base_fd[i]);
 	cg_ctx_reset(ctx);
+}
+
+int cg_slots_init(struct cg_ctx *ctx, unsigned n)
+{
+	if (ctx->version != 1)
+		return 0;
+	ctx->slots = calloc(n, sizeof(*ctx->slots));
+	if (!ctx->slots)
+		return -ENOMEM;
+	ctx->n_slots = n;
+	ctx->slot_keeps = cg_v1_slot_keeps(ctx);
+	for (unsigned k = 0; k < n; k++)
+		for (int i = 0; i < CG_V1_N; i++)
+			ctx->slots[k].dir_fd[i] = ctx->slots[k].procs_fd[i] = -1;
+	return 0;
+}
+
+void cg_slot_retire(struct cg_ctx *ctx, int slot)
+{
+	if (slot >= 0 && (unsigned)slot < ctx->n_slots)
+		cg_v1_slot_close(ctx, &ctx->slots[slot], true);
 }
 
 /* Each base directory once: the start-up pass (at_start) or a later sweep. */
@@ -92,7 +117,7 @@ const char *cg_describe(const struct cg_ctx *ctx, char *buf, unsigned len)
 	return buf;
 }
 
-int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *ret)
+int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, int slot, struct cg_job *ret)
 {
 	struct cg_job j = { .version = ctx->version, .oom_efd = -1 };
 	int r;
@@ -106,7 +131,8 @@ int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job
 		ctx->seq = ctx->own_below; /* past a dead daemon's with our pid (see own_below) */
 	snprintf(j.name, sizeof(j.name), "job-%d-%llu", (int)getpid(),
 		 (unsigned long long)++ctx->seq);
-	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j) : cg_v1_job_create(ctx, lim, &j);
+	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j)
+			      : cg_v1_job_create(ctx, lim, slot, &j);
 	if (r < 0) {
 		cg_job_close_child_fds(&j);
 		(void)cg_job_destroy(ctx, &j);
@@ -150,7 +176,8 @@ void cg_job_close_child_fds(struct cg_job *j)
 {
 	for (int i = 0; i < CG_V1_N; i++)
 		if (j->procs_fd[i] >= 0) {
-			close(j->procs_fd[i]);
+			if (!(j->kept & (1u << i)))
+				close(j->procs_fd[i]);
 			j->procs_fd[i] = -1;
 		}
 }
@@ -163,6 +190,10 @@ int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j)
 	for (int i = 0; i < CG_V1_N; i++) {
 		if (j->dir_fd[i] < 0)
 			continue;
+		if (j->kept & (1u << i)) {
+			j->dir_fd[i] = -1; /* the slot's, for its next job */
+			continue;
+		}
 		if (unlinkat(ctx->base_fd[i], j->name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
 			r = -errno;
 			continue; /* keep the fd: the caller retries */

@@ -181,18 +181,20 @@ int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below)
 		return 0;
 	fd = -1; /* owned by d now */
 	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, "job-", 4))
+		/* A job's cgroup, or a job slot's (v1, struct cg_slot: slot-<pid>-<k>). */
+		bool slot = !strncmp(de->d_name, "slot-", 5);
+		if (!slot && strncmp(de->d_name, "job-", 4))
 			continue;
 		/* job-<pid>-<seq> of a daemon that is still running is not stale: another
 		 * sandboxd may have just made it and not yet moved its job in. Ours are stale
 		 * only at start-up, before we make any (our pid may be a dead daemon's, recycled);
 		 * later they are our live jobs. */
 		char *end;
-		long pid = strtol(de->d_name + 4, &end, 10);
+		long pid = strtol(de->d_name + (slot ? 5 : 4), &end, 10);
 		unsigned long long seq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
 		bool ours = *end == '-' && pid == getpid();
-		if (ours && !at_start && seq >= *own_below)
-			continue; /* a job of ours */
+		if (ours && !at_start && (slot || seq >= *own_below))
+			continue; /* a job or a slot of ours */
 		if (!ours && *end == '-' && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue;
 		kill_members(base_fd, de->d_name);
@@ -208,7 +210,7 @@ int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below)
 			left++;
 			/* A dead daemon that had our pid left it busy: our own names start above
 			 * it, and the sweep keeps trying it. */
-			if (ours && at_start && seq >= *own_below)
+			if (ours && at_start && !slot && seq >= *own_below)
 				*own_below = seq + 1;
 		}
 	}

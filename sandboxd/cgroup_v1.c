@@ -85,24 +85,121 @@ int cg_v1_init(struct cg_ctx *ctx, const char **why)
 	return 0;
 }
 
-int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_job *j)
+/* Makes cgroup `name` in hierarchy i and opens it and its cgroup.procs. */
+static int v1_make(struct cg_ctx *ctx, int i, const char *name, int *dir_fd, int *procs_fd)
 {
+	/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir then finds
+	 * the directory the first one made, which is the same cgroup. */
+	bool shared = cgu_base_shared(ctx, i);
+
+	if (mkdirat(ctx->base_fd[i], name, 0755) < 0 && (errno != EEXIST || !shared))
+		return -errno; /* an existing one could hold a stale job: never share it */
+	*dir_fd = openat(ctx->base_fd[i], name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dir_fd < 0)
+		return -errno;
+	*procs_fd = openat(*dir_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+	return *procs_fd < 0 ? -errno : 0;
+}
+
+void cg_v1_slot_close(struct cg_ctx *ctx, struct cg_slot *sl, bool remove)
+{
+	for (int i = 0; i < CG_V1_N; i++) {
+		if (sl->procs_fd[i] >= 0)
+			close(sl->procs_fd[i]);
+		if (sl->dir_fd[i] >= 0) {
+			close(sl->dir_fd[i]);
+			/* Busy (a stuck task): left to the sweep of a later start. */
+			if (remove)
+				(void)unlinkat(ctx->base_fd[i], sl->name, AT_REMOVEDIR);
+		}
+		sl->dir_fd[i] = sl->procs_fd[i] = -1;
+	}
+	sl->made = false;
+}
+
+/* Which controllers a slot keeps from one job to the next (struct cg_slot): pids (its limit
+ * is the same for every job; the cgroup is empty between them) and cpuacct (a counter: each
+ * job reads its own part). Not memory (page cache charged to a job would count against the
+ * next) nor cpu (a fresh quota per job: no throttling carried over, and an operator can still
+ * lower the parent's quota while the daemon is idle). A hierarchy one of those shares (a
+ * "cpu,cpuacct" mount) is made per job too. */
+unsigned cg_v1_slot_keeps(const struct cg_ctx *ctx)
+{
+	unsigned keep = 0;
+
+	for (int i = 0; i < CG_V1_N; i++) {
+		bool ok = i == CG_PIDS || i == CG_CPUACCT;
+		for (int k = 0; k < CG_V1_N && ok; k++)
+			if (k != i && k != CG_PIDS && k != CG_CPUACCT && ctx->base_fd[k] >= 0 &&
+			    !strcmp(ctx->base_path[k], ctx->base_path[i]))
+				ok = false;
+		if (ok)
+			keep |= 1u << i;
+	}
+	return keep;
+}
+
+/* The slot's kept cgroups, made on its first job: slot-<daemon pid>-<k>, which the stale
+ * sweep removes once that daemon is gone, as it does job-<pid>-<seq>. */
+static int v1_slot_ready(struct cg_ctx *ctx, struct cg_slot *sl, unsigned k,
+			 const struct cg_limits *lim)
+{
+	int r;
+
+	if (sl->made && sl->pids_max == lim->pids_max)
+		return 0;
+	if (!sl->made) {
+		snprintf(sl->name, sizeof(sl->name), "slot-%d-%u", (int)getpid(), k);
+		for (int i = 0; i < CG_V1_N; i++)
+			if ((ctx->slot_keeps & (1u << i)) &&
+			    (r = v1_make(ctx, i, sl->name, &sl->dir_fd[i], &sl->procs_fd[i])) < 0)
+				goto fail;
+		sl->made = true;
+	}
+	if ((ctx->slot_keeps & (1u << CG_PIDS)) &&
+	    (r = cgu_write_u64(sl->dir_fd[CG_PIDS], "pids.max", lim->pids_max)) < 0)
+		goto fail;
+	sl->pids_max = lim->pids_max;
+	return 0;
+fail:
+	cg_v1_slot_close(ctx, sl, true);
+	return r;
+}
+
+int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, int slot,
+		     struct cg_job *j)
+{
+	struct cg_slot *sl = slot >= 0 && (unsigned)slot < ctx->n_slots ? &ctx->slots[slot] : NULL;
 	int r, cfd;
 	char ev[64];
 
+	/* A slot's cgroups that cannot be made (a dead daemon with our pid left one busy, say)
+	 * only cost the job the saving: it gets its own, as the zygote does. */
+	if (sl && v1_slot_ready(ctx, sl, (unsigned)slot, lim) < 0)
+		sl = NULL;
 	for (int i = 0; i < CG_V1_N; i++) {
-		/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir
-		 * then finds the directory the first one made, which is the same cgroup. */
-		bool shared = cgu_base_shared(ctx, i);
-		if (mkdirat(ctx->base_fd[i], j->name, 0755) < 0 && (errno != EEXIST || !shared))
-			return -errno; /* an existing one could hold a stale job: never share it */
-		j->dir_fd[i] = openat(ctx->base_fd[i], j->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (j->dir_fd[i] < 0)
-			return -errno;
-		j->procs_fd[i] = openat(j->dir_fd[i], "cgroup.procs", O_WRONLY | O_CLOEXEC);
-		if (j->procs_fd[i] < 0)
-			return -errno;
+		if (sl && (ctx->slot_keeps & (1u << i))) {
+			j->dir_fd[i] = sl->dir_fd[i];
+			j->procs_fd[i] = sl->procs_fd[i];
+			j->kept |= 1u << i;
+			continue;
+		}
+		if ((r = v1_make(ctx, i, j->name, &j->dir_fd[i], &j->procs_fd[i])) < 0)
+			return r;
 	}
+	/* The slot's earlier jobs used some CPU already. */
+	if ((j->kept & (1u << CG_CPUACCT)) &&
+	    (r = cgu_read_u64(j->dir_fd[CG_CPUACCT], "cpuacct.usage", &j->cpu_ns_base)) < 0)
+		return r;
+	if (!(j->kept & (1u << CG_PIDS)) &&
+	    (r = cgu_write_u64(j->dir_fd[CG_PIDS], "pids.max", lim->pids_max)) < 0)
+		return r;
+	r = cgu_write(j->dir_fd[CG_CPU], "cpu.cfs_period_us", "100000");
+	if (r < 0)
+		return r;
+	r = cgu_write_u64(j->dir_fd[CG_CPU], "cpu.cfs_quota_us", lim->cpu_percent * 1000);
+	if (r < 0)
+		return r;
 	/* Memory: the limit, then memory+swap at the same value, so swap is 0. */
 	r = cgu_write_u64(j->dir_fd[CG_MEMORY], "memory.limit_in_bytes", lim->memory_bytes);
 	if (r < 0)
@@ -114,15 +211,6 @@ int cg_v1_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, struct cg_
 			return r;
 	}
 	(void)cgu_write(j->dir_fd[CG_MEMORY], "memory.swappiness", "0");
-	r = cgu_write_u64(j->dir_fd[CG_PIDS], "pids.max", lim->pids_max);
-	if (r < 0)
-		return r;
-	r = cgu_write(j->dir_fd[CG_CPU], "cpu.cfs_period_us", "100000");
-	if (r < 0)
-		return r;
-	r = cgu_write_u64(j->dir_fd[CG_CPU], "cpu.cfs_quota_us", lim->cpu_percent * 1000);
-	if (r < 0)
-		return r;
 	/* v1 OOM kills one task; an eventfd on memory.oom_control tells us, so the daemon
 	 * can kill the whole job as v2's memory.oom.group=1 would. */
 	cfd = openat(j->dir_fd[CG_MEMORY], "memory.oom_control", O_RDONLY | O_CLOEXEC);
@@ -146,6 +234,7 @@ int cg_v1_job_stats(const struct cg_job *j, struct cg_stats *ret)
 
 	if (r < 0)
 		return r;
+	ret->cpu_ns = ret->cpu_ns > j->cpu_ns_base ? ret->cpu_ns - j->cpu_ns_base : 0;
 	r = cgu_read_u64(j->dir_fd[CG_MEMORY], "memory.max_usage_in_bytes", &ret->peak_bytes);
 	if (r < 0)
 		return r;

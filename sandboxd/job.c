@@ -585,7 +585,7 @@ static int job_prepare(struct job *j, struct child_ends *c)
 	int r;
 
 	*c = (struct child_ends){ -1, -1, -1, -1, -1 };
-	r = cg_job_create(&s->cg, &lim, &j->cg);
+	r = cg_job_create(&s->cg, &lim, j->slot, &j->cg);
 	if (r < 0) {
 		j->fail_stage = ST_CGROUP;
 		return r;
@@ -668,6 +668,18 @@ static int take_slot(struct sbx *s)
 			return (int)i;
 		}
 	return -1;
+}
+
+/* Gives the slot back once its job's cgroup is gone (cg_result 0). If it could not be
+ * removed, a task may still be in it, and so in the cgroups the slot keeps for its next job
+ * (cgroup.h, struct cg_slot): the next job gets new ones. */
+static void free_slot(struct sbx *s, int slot, int cg_result)
+{
+	if (slot < 0)
+		return;
+	if (cg_result < 0)
+		cg_slot_retire(&s->cg, slot);
+	s->slot_used[slot] = false;
 }
 
 /* Moves everything of the spare into the job; the spare's shell is freed. */
@@ -840,10 +852,7 @@ struct job *job_spare_new(struct sbx *s, int *fds, unsigned max_fds, unsigned *n
 	clock_gettime(CLOCK_MONOTONIC, &sp->t0);
 	sp->slot = take_slot(s);
 	if (sp->slot < 0 || (r = job_prepare(sp, &c)) < 0) {
-		if (sp->slot >= 0)
-			s->slot_used[sp->slot] = false;
-		if (sp->cg_made)
-			(void)cg_job_destroy(&s->cg, &sp->cg);
+		free_slot(s, sp->slot, sp->cg_made ? cg_job_destroy(&s->cg, &sp->cg) : 0);
 		job_free(sp);
 		return NULL;
 	}
@@ -987,8 +996,7 @@ static void spare_cleanup(struct job *sp)
 		TAILQ_REMOVE(&s->spares_gone, sp, link);
 	if (r < 0)
 		log_error_errno(r, "warm spare: cannot remove cgroup %s", sp->cg.name);
-	if (sp->slot >= 0)
-		s->slot_used[sp->slot] = false;
+	free_slot(s, sp->slot, r);
 	job_free(sp);
 	warm_refill_soon(s);
 	job_pump_queue(s);
@@ -1003,11 +1011,12 @@ static void on_spare_cleanup_retry(evutil_socket_t fd, short what, void *arg)
  * now, not at the next start. */
 static void job_remove_now(struct job *j)
 {
+	int r = 0;
+
 	kill_and_reap(j->pidfd);
 	if (j->cg_made)
-		(void)cg_job_remove_now(&j->s->cg, &j->cg);
-	if (j->slot >= 0)
-		j->s->slot_used[j->slot] = false;
+		r = cg_job_remove_now(&j->s->cg, &j->cg);
+	free_slot(j->s, j->slot, r);
 	job_free(j);
 }
 
@@ -1202,8 +1211,7 @@ static void job_cleanup(struct job *j)
 		log_error_errno(r, "job %llu: cannot remove cgroup %s", (unsigned long long)j->client_id,
 				j->cg.name);
 	TAILQ_REMOVE(&s->active, j, link);
-	if (j->slot >= 0)
-		s->slot_used[j->slot] = false;
+	free_slot(s, j->slot, r);
 	s->running -= !j->internal;
 	job_free(j);
 	job_pump_queue(s);

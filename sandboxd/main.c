@@ -340,7 +340,7 @@ int main(int argc, char **argv)
 	s.n_slots = (unsigned)(cfg.max_running + 2 * cfg.warm_spares + 1);
 	s.slot_used = calloc(s.n_slots, sizeof(bool));
 	s.base = event_base_new();
-	if (!s.slot_used || !s.base) {
+	if (!s.slot_used || !s.base || cg_slots_init(&s.cg, s.n_slots) < 0) {
 		log_error("out of memory");
 		return 1;
 	}

@@ -226,7 +226,7 @@ static int zygote_start(struct warm *w)
 	int sp[2] = { -1, -1 }, pidfd = -1, r;
 	long pid;
 
-	r = cg_job_create(&s->cg, &lim, &w->cg);
+	r = cg_job_create(&s->cg, &lim, -1, &w->cg); /* the zygote's own, in every hierarchy */
 	if (r < 0)
 		return r;
 	w->cg_made = true;

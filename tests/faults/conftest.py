@@ -167,7 +167,8 @@ def sandboxed(pid):
         _, ctrls, path = line.split(":", 2)
         for c in ctrls.split(","):
             if c in census.CONTROLLERS:
-                in_job[c] = "/pyexec/job-" in path
+                # A job's own cgroup, or its slot's (v1 keeps pids and cpuacct per slot).
+                in_job[c] = "/pyexec/job-" in path or "/pyexec/slot-" in path
     return pidns != host_pidns and bool(in_job) and all(in_job.values())
 
 

@@ -6,8 +6,10 @@ other daemon on the host. Two real ways to break it while the daemon is idle:
 
   1. a CPU quota on the parent below a job's (v1 refuses a child quota over its parent's):
      every job's cgroup fails at its cpu.cfs_quota_us, with EINVAL; lifting the quota clears it;
-  2. the parent removed (rmdir) from one hierarchy: mkdir of a job cgroup under it fails with
-     ENOENT; recreating the directory does not give the daemon back the one it opened at start.
+  2. the parent removed (rmdir) from the cpu hierarchy: mkdir of a job cgroup under it fails
+     with ENOENT; recreating the directory does not give the daemon back the one it opened at
+     start. (Not the pids or cpuacct one: each job slot keeps its cgroup there, so those
+     parents are never empty while the daemon runs: sandboxd/cgroup.h, struct cg_slot.)
 
   3. (at start) a CPU quota on sandboxd's own cgroup below --cpu-percent, as a container
      limited to half a CPU on a v1 host has: the canary's cgroup fails the same way, so the
@@ -58,7 +60,6 @@ def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
         before.parents
     mnts = census._cgroup_mounts()
     cpu_parent = next(p for p in before.parents if p.startswith(mnts["cpu"][0] + "/"))
-    pids_parent = next(p for p in before.parents if p.startswith(mnts["pids"][0] + "/"))
     watch = JobWatch(sbx.uid_range, daemon_pid=sbx.pid)
     mark = len(sbx.log())
 
@@ -81,19 +82,19 @@ def test_job_cgroup_cannot_be_made(own_cgroups, start_sandbox, start_gateway):
     assert log.count(": cannot start: Invalid argument\n") == 3, log
     assert log.count(": Sandbox error: join cgroup: Invalid argument\n") == 3, log
 
-    # 2. The parent removed from the pids hierarchy (possible while no job runs).
+    # 2. The parent removed from the cpu hierarchy (possible while no job runs).
     seen = watch.seen_when_idle()
-    wait_for(lambda: try_rmdir(pids_parent), 30, what=f"{pids_parent} to be removed")
+    wait_for(lambda: try_rmdir(cpu_parent), 30, what=f"{cpu_parent} to be removed")
     for _ in range(3):
         sandbox_error(gw, "Sandbox error: join cgroup: No such file or directory")
-    # The memory cgroup was made before the pids one failed: it was removed again.
+    # The memory cgroup was made before the cpu one failed: it was removed again.
     assert census.job_cgroups(sbx.pid, before.parents) == []
     assert watch.seen == seen, "a job process ran although its cgroup could not be made"
     # The directory is back, but the daemon holds the one it opened at start (removed).
-    os.mkdir(pids_parent)
+    os.mkdir(cpu_parent)
     r = post(gw, HELLO)
     recovered = r.status_code == 200
-    print(f"sandboxd recovered by itself once the pids parent was recreated: "
+    print(f"sandboxd recovered by itself once the cpu parent was recreated: "
           f"{'yes' if recovered else 'no, ' + r.text.strip()}")
     if recovered:
         assert r.text == HELLO_BODY

@@ -30,6 +30,25 @@ def read_status(pid):
     return st
 
 
+def slot_fd_count(sandboxd_pid):
+    """sandboxd's fds on job slots' kept cgroups (cgroup v1: a directory and its cgroup.procs
+    per kept controller, sandboxd/cgroup.h struct cg_slot). A slot holds them from its first
+    job on, for its next jobs: they are not any job's, and more slots get made as more jobs run
+    at once, so fd counts compared over time leave them out."""
+    n = 0
+    fd_dir = f"/proc/{sandboxd_pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            n += f"/slot-{sandboxd_pid}-" in os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            pass
+    return n
+
+
 def children_of(pid):
     """[(pid, state)] of the direct children of pid (zombies included), from /proc/*/stat."""
     kids = []

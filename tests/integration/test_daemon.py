@@ -443,6 +443,63 @@ def test_two_daemons_never_share_a_job_cgroup(start_daemon):
         cb.close()
 
 
+def _cgroups(pid):
+    """{controller: path} of a task, from /proc/PID/cgroup (v1 lines only)."""
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(","):
+                if c:
+                    out[c] = path
+    return out
+
+
+def test_a_job_slots_kept_cgroups_hold_one_job_at_a_time(start_daemon):
+    """cgroup v1: a job slot keeps its pids and cpuacct cgroups from one job to the next
+    (sandboxd/cgroup.h, struct cg_slot); memory and cpu are new for every job. Each job's CPU
+    time is still its own, and the kept cgroups are empty between jobs."""
+    # Cold jobs one at a time: each takes the lowest free slot, so all of them slot 0.
+    d = start_daemon("--warm-spares", "0", max_running=1)
+    if "cgroup v1 fallback" not in d.log():
+        pytest.skip("cgroup v2 here: a job has one cgroup, made for it alone")
+    burn = script("""
+        import time
+        def main():
+            t = time.process_time()
+            while time.process_time() - t < 0.5:
+                pass
+            return 1
+    """)
+    seen = []
+    for src in (sleeper(1, "a"), burn, sleeper(1, "b")):
+        c = d.client()
+        try:
+            c.submit(1, src)
+            pid = wait_for(lambda: d.job_procs(), timeout=20, what="the job")[0][0]
+            seen.append(_cgroups(pid))
+            seen[-1]["cpu_ms"] = c.collect([1])[0][1][1]["cpu_ms"]
+        finally:
+            c.close()
+    a, b = seen[0], seen[2]
+    assert seen[1]["cpu_ms"] >= 450, seen[1]
+    # The burner's half second is not counted again in the next job of its slot.
+    assert b["cpu_ms"] < 300, (seen[1], b)
+    for kept in ("pids", "cpuacct"):
+        assert a[kept] == b[kept] and f"/slot-{d.pid}-" in a[kept], (a, b)
+    for fresh in ("memory", "cpu"):
+        assert a[fresh] != b[fresh] and f"/job-{d.pid}-" in a[fresh], (a, b)
+    wait_for(lambda: d.job_procs() == [], timeout=20, what="the last job to be gone")
+    for parent in d.cgroup_dirs():
+        for name in os.listdir(parent):
+            if name.startswith(f"slot-{d.pid}-"):
+                with open(os.path.join(parent, name, "cgroup.procs")) as f:
+                    assert f.read() == "", (parent, name)
+    d.stop()
+    for parent in d.cgroup_dirs():
+        assert not any(n.startswith(f"slot-{d.pid}-") for n in os.listdir(parent)), parent
+
+
 def test_host_audit_reports_what_the_host_has(daemon):
     """At start-up sandboxd reports the host settings the jail's strength depends on, each as
     the host really has it, and warns about each weak one (SECURITY.md item 15)."""

@@ -2,9 +2,12 @@
 tests take one census before and one after, and compare.
 
 Counted per daemon, from /proc and cgroupfs only (nothing asks the daemons themselves):
-  - open fds (/proc/PID/fd), and resident memory (reported, never compared);
+  - open fds (/proc/PID/fd; sandboxd's on job slots' kept cgroups left out: they are no
+    job's, hostview.slot_fd_count()), and resident memory (reported, never compared);
   - job cgroups (job-<sandboxd pid>-*) under each of sandboxd's cgroup parents: the v1
-    'pyexec' directory of memory, pids, cpu and cpuacct, or its own v2 cgroup;
+    'pyexec' directory of memory, pids, cpu and cpuacct, or its own v2 cgroup; and on v1 any
+    task left in a job slot's pids, cpu and cpuacct cgroups (slot-<sandboxd pid>-*, kept from
+    one job of the slot to the next: empty between them);
   - mounts of the host (sandboxd's mount namespace is the host's), and those under the
     daemon's own directory, where a job's root would stay mounted if its namespace leaked;
   - host processes with a uid in the daemon's job uid range (every task of every job);
@@ -143,10 +146,13 @@ def job_cgroups(pid, parents, warm=None):
         except OSError:
             continue
         for n in names:
-            if not n.startswith(f"job-{pid}-"):
+            slot = n.startswith(f"slot-{pid}-")
+            if not slot and not n.startswith(f"job-{pid}-"):
                 continue
             procs = {int(x) for x in (read_text(os.path.join(parent, n, "cgroup.procs"))
                                       or "").split()}
+            if slot and not procs:
+                continue  # a slot's, between two of its jobs
             if not (len(procs) == 1 and procs <= warm):
                 found.append(os.path.join(parent, n))
     return sorted(found)
@@ -159,7 +165,8 @@ class Census:
         self.sandbox_pid = sandbox.pid
         warm = warm_settled(sandbox)
         self.parents = cgroup_parents(sandbox.pid, sandbox.log())
-        self.sbx_fds = fd_count(sandbox.pid)
+        sbx_fds = fd_count(sandbox.pid)
+        self.sbx_fds = sbx_fds - hostview.slot_fd_count(sandbox.pid) if sbx_fds else sbx_fds
         self.sbx_rss = rss_kib(sandbox.pid)
         self.sbx_children = [c for c in children_of(sandbox.pid) if c[0] not in warm]
         self.cgroups = job_cgroups(sandbox.pid, self.parents, warm)
