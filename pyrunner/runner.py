@@ -780,16 +780,21 @@ def warm_up():
 
 
 def job_stdio():
-    """Streams on fds 0-2 as `python3.11 -u` makes them for a cold job (C.UTF-8 locale, then
-    setup_stdio()); test_warm.py compares the two."""
-    return [
-        io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
-                         encoding="utf-8", errors="surrogateescape", write_through=True),
-        io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                         errors="surrogateescape", write_through=True),
-        io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                         errors="backslashreplace", write_through=True),
-    ]
+    """Streams on fds 0-2 as `python3.11 -u` makes them for a cold job (create_stdio() in
+    CPython's pylifecycle.c, C.UTF-8 locale, then setup_stdio()); test_warm.py compares the
+    two."""
+    streams = []
+    for fd, name, mode, errors in ((0, "<stdin>", "r", "surrogateescape"),
+                                   (1, "<stdout>", "w", "surrogateescape"),
+                                   (2, "<stderr>", "w", "backslashreplace")):
+        # -u: stdout and stderr unbuffered, stdin buffered (by the fd's block size).
+        buf = io.open(fd, mode + "b", buffering=-1 if fd == 0 else 0, closefd=False)
+        getattr(buf, "raw", buf).name = name
+        stream = io.TextIOWrapper(buf, encoding="utf-8", errors=errors, newline="\n",
+                                  write_through=True)
+        stream.mode = mode
+        streams.append(stream)
+    return streams
 
 
 _job_stdio = []  # job_stdio(), made once in the zygote: see stdio_for_jobs()
@@ -806,27 +811,25 @@ def stdio_for_jobs():
     """
     import fcntl
 
-    saved, made = [], []
+    saved, kinds, made = [], [], []
     try:
         for fd in (0, 1, 2):
             saved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
-        r, w = posix.pipe()
-        null = posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC)
+        kinds.extend(posix.pipe())
+        kinds.append(posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC))
         try:
-            posix.dup2(null, 0)
-            posix.dup2(w, 1)
-            posix.dup2(w, 2)
+            posix.dup2(kinds[2], 0)
+            posix.dup2(kinds[1], 1)
+            posix.dup2(kinds[1], 2)
             made = job_stdio()
         finally:
             for fd, old in enumerate(saved):
                 posix.dup2(old, fd)
-            for fd in (r, w, null):
-                posix.close(fd)
     except OSError:
         made = []  # each job makes its own (serve_warm)
     finally:
-        for old in saved:
-            posix.close(old)
+        for fd in saved + kinds:
+            posix.close(fd)
     return made
 
 

@@ -92,11 +92,21 @@ static int v1_make(struct cg_ctx *ctx, int i, const char *name, int *dir_fd, int
 	 * the directory the first one made, which is the same cgroup. */
 	bool shared = cgu_base_shared(ctx, i);
 
-	if (mkdirat(ctx->base_fd[i], name, 0755) < 0 && (errno != EEXIST || !shared))
-		return -errno; /* an existing one could hold a stale job: never share it */
+	bool made = true;
+	int r;
+
+	if (mkdirat(ctx->base_fd[i], name, 0755) < 0) {
+		if (errno != EEXIST || !shared)
+			return -errno; /* an existing one could hold a stale job: never share it */
+		made = false;
+	}
 	*dir_fd = openat(ctx->base_fd[i], name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (*dir_fd < 0)
-		return -errno;
+	if (*dir_fd < 0) {
+		r = -errno;
+		if (made) /* nothing else knows of it: cg_job_destroy() removes what has an fd */
+			(void)unlinkat(ctx->base_fd[i], name, AT_REMOVEDIR);
+		return r;
+	}
 	*procs_fd = openat(*dir_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 	return *procs_fd < 0 ? -errno : 0;
 }
@@ -139,17 +149,34 @@ unsigned cg_v1_slot_keeps(const struct cg_ctx *ctx)
 	return keep;
 }
 
-/* The slot's kept cgroups, made on its first job: slot-<daemon pid>-<k>, which the stale
- * sweep removes once that daemon is gone, as it does job-<pid>-<seq>. */
+/* Reuse is safe only because a job's child joins its own memory cgroup first (jail.c, step
+ * 1): a child left over from a job whose memory cgroup is gone fails that write (ENODEV)
+ * before it could join the slot's. And a kept cgroup is checked empty before each reuse. */
+_Static_assert(CG_MEMORY == 0, "the memory cgroup is joined first");
+
+static bool v1_slot_empty(const struct cg_slot *sl)
+{
+	uint64_t n = 1;
+
+	return sl->dir_fd[CG_PIDS] < 0 ||
+	       (cgu_read_u64(sl->dir_fd[CG_PIDS], "pids.current", &n) == 0 && n == 0);
+}
+
+/* The slot's kept cgroups, made on its first job: slot-<daemon pid>-<k>-<n> (n: a new name
+ * for each set, as one retired may still be there), which the stale sweep removes once that
+ * daemon is gone, as it does job-<pid>-<seq>. */
 static int v1_slot_ready(struct cg_ctx *ctx, struct cg_slot *sl, unsigned k,
 			 const struct cg_limits *lim)
 {
 	int r;
 
+	if (sl->made && !v1_slot_empty(sl))
+		cg_v1_slot_close(ctx, sl, true); /* never expected: a task left; new ones */
 	if (sl->made && sl->pids_max == lim->pids_max)
 		return 0;
 	if (!sl->made) {
-		snprintf(sl->name, sizeof(sl->name), "slot-%d-%u", (int)getpid(), k);
+		snprintf(sl->name, sizeof(sl->name), "slot-%d-%u-%llu", (int)getpid(), k,
+			 (unsigned long long)++ctx->seq);
 		for (int i = 0; i < CG_V1_N; i++)
 			if ((ctx->slot_keeps & (1u << i)) &&
 			    (r = v1_make(ctx, i, sl->name, &sl->dir_fd[i], &sl->procs_fd[i])) < 0)

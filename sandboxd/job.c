@@ -293,7 +293,8 @@ static bool spare_exited(const struct job *sp)
  * Only the spare about to be adopted (to_adopt) is checked for a pending kill in /proc:
  * the other callers only ask whether there is one, several times per job, and two /proc
  * reads per spare each time cost more than anything else sandboxd does for a job. If the
- * spare they saw turns out doomed at adoption, the next is taken, or the job runs cold. */
+ * spare they saw turns out doomed at adoption, the next is taken, or the job waits for one
+ * (job_launch). */
 static struct job *ready_spare(struct sbx *s, bool to_adopt)
 {
 	struct job *sp, *best;
@@ -313,7 +314,12 @@ static struct job *ready_spare(struct sbx *s, bool to_adopt)
 		}
 		if (!best || !to_adopt || !spare_dying(best))
 			return best;
-		best->doomed = true; /* its exit (the pidfd) removes it, as for any dead spare */
+		/* Killed now, whether it was already (its exit, seen on the pidfd, removes it and
+		 * makes the next, as for any dead spare) or spare_dying() could not read /proc:
+		 * a spare skipped for good but left alive would hold its place in n_spares, and
+		 * jobs would wait for spares that are never made. */
+		best->doomed = true;
+		(void)syscall(SYS_pidfd_send_signal, best->pidfd, SIGKILL, NULL, 0);
 	}
 }
 

@@ -6,8 +6,8 @@ Counted per daemon, from /proc and cgroupfs only (nothing asks the daemons thems
     job's, hostview.slot_fd_count()), and resident memory (reported, never compared);
   - job cgroups (job-<sandboxd pid>-*) under each of sandboxd's cgroup parents: the v1
     'pyexec' directory of memory, pids, cpu and cpuacct, or its own v2 cgroup; and on v1 any
-    task left in a job slot's pids, cpu and cpuacct cgroups (slot-<sandboxd pid>-*, kept from
-    one job of the slot to the next: empty between them);
+    task left in a job slot's pids and cpuacct cgroups (slot-<sandboxd pid>-*, kept from one
+    job of the slot to the next: empty between them);
   - mounts of the host (sandboxd's mount namespace is the host's), and those under the
     daemon's own directory, where a job's root would stay mounted if its namespace leaked;
   - host processes with a uid in the daemon's job uid range (every task of every job);
