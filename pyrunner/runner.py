@@ -709,7 +709,8 @@ def send(fd, reply):
 def runner_main(warm=False):
     global RUNNER_PID
     RUNNER_PID = _getpid()
-    sys.path[:] = isolated_path()
+    if not warm:  # the zygote set it (warm_up)
+        sys.path[:] = isolated_path()
     try:
         fd = take_result_channel()
     except BaseException:
@@ -747,7 +748,7 @@ def warm_up():
     import importlib
 
     # The zygote's own streams were made for its fds 0-2 (its stderr is sandboxd's log, maybe a
-    # seekable file); jobs get their own (install_stdio()). These stay referenced forever:
+    # seekable file); jobs' take their place (stdio_for_jobs()). These stay referenced forever:
     # freed, they would close fds 0-2, which in a job are the job's.
     _zygote_stdio[:] = [sys.stdin, sys.stdout, sys.stderr]
     sys.path[:] = isolated_path()
@@ -760,6 +761,11 @@ def warm_up():
     # a job gets: on a busy machine a spare skips it. Nothing of it stays (see rehearse()).
     failed = rehearse()
     _job_stdio[:] = stdio_for_jobs()
+    if _job_stdio:
+        # Installed here, so a job has nothing to do (each step a job takes writes reference
+        # counts, and so copies pages). The zygote writes nothing through them: after this
+        # its Python only forks, and its own log lines go straight to fd 2 (write_all).
+        install_stdio(_job_stdio)
     numpy = sys.modules["numpy"]
     # Seeded in every job by set_state() (serve_warm), which leaves these two alone: the
     # SeedSequence numpy drew at import (the zygote's, so every job's: a job could spawn()
@@ -833,8 +839,7 @@ def stdio_for_jobs():
     return made
 
 
-def install_stdio():
-    streams = _job_stdio or job_stdio()
+def install_stdio(streams):
     sys.stdin = sys.__stdin__ = streams[0]
     sys.stdout = sys.__stdout__ = streams[1]
     sys.stderr = sys.__stderr__ = streams[2]
@@ -904,7 +909,8 @@ def script_waiting():
 
 
 def serve_warm():
-    install_stdio()
+    if not _job_stdio:  # the zygote could not make them (stdio_for_jobs())
+        install_stdio(job_stdio())
     # The rehearsal only moves work out of a job's way; when the job is already waiting, it
     # would only delay it (and on a busy machine cost CPU other jobs need).
     if not script_waiting():
@@ -920,7 +926,9 @@ def serve_warm():
     # numpy, each a copy-on-write fault. warm_up() cleared what set_state() leaves.
     numpy = sys.modules.get("numpy")
     if numpy is not None:
-        key = list(memoryview(posix.urandom(2496)).cast("I"))
+        # A view, not a list: numpy copies one word at a time, and 624 ints made at once
+        # would take pages of their own.
+        key = memoryview(posix.urandom(2496)).cast("I")
         numpy.random.set_state(("MT19937", key, 624, 0, 0.0))
     runner_main(warm=True)
 
