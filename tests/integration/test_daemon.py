@@ -500,6 +500,38 @@ def test_a_job_slots_kept_cgroups_hold_one_job_at_a_time(start_daemon):
         assert not any(n.startswith(f"slot-{d.pid}-") for n in os.listdir(parent)), parent
 
 
+def test_a_slot_whose_job_cgroup_stays_busy_gets_new_kept_cgroups(start_daemon):
+    """cgroup v1: when a job's memory cgroup cannot be removed (here a child cgroup keeps it
+    busy past the daemon's 10 s of retries), a task of the job might still be in it, and so
+    in its slot's kept cgroups: the slot's next job gets new ones."""
+    d = start_daemon("--warm-spares", "0", max_running=1)
+    if "cgroup v1 fallback" not in d.log():
+        pytest.skip("cgroup v2 here: a job has one cgroup, made for it alone")
+    seen, pinned = [], None
+    try:
+        for src in (sleeper(1, "a"), sleeper(1, "b")):
+            c = d.client(timeout=60)  # the second waits for the first's 10 s of retries
+            try:
+                c.submit(1, src)
+                pid = wait_for(lambda: d.job_procs(), timeout=30, what="the job")[0][0]
+                seen.append(_cgroups(pid))
+                if pinned is None:
+                    mem = next(p for p in d.cgroup_dirs() if "/memory/" in p)
+                    pinned = os.path.join(mem, os.path.basename(seen[0]["memory"]), "pin")
+                    os.mkdir(pinned)
+                assert c.collect([1])[0][1][1]["verdict"] == "ok"
+            finally:
+                c.close()
+        a, b = seen
+        assert "cannot remove cgroup" in d.log()
+        for kept in ("pids", "cpuacct"):
+            assert a[kept] != b[kept] and f"/slot-{d.pid}-" in b[kept], (a, b)
+    finally:
+        if pinned:
+            os.rmdir(pinned)
+            os.rmdir(os.path.dirname(pinned))
+
+
 def test_host_audit_reports_what_the_host_has(daemon):
     """At start-up sandboxd reports the host settings the jail's strength depends on, each as
     the host really has it, and warns about each weak one (SECURITY.md item 15)."""
