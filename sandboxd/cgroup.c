@@ -208,6 +208,19 @@ int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j)
 	return r;
 }
 
+void cg_job_abandon(struct cg_job *j)
+{
+	cg_job_close_child_fds(j);
+	for (int i = 0; i < CG_V1_N; i++) {
+		if (j->dir_fd[i] >= 0 && !(j->kept & (1u << i)))
+			close(j->dir_fd[i]);
+		j->dir_fd[i] = -1;
+	}
+	if (j->oom_efd >= 0)
+		close(j->oom_efd);
+	j->oom_efd = -1;
+}
+
 int cg_job_remove_now(struct cg_ctx *ctx, struct cg_job *j)
 {
 	int r;

@@ -93,6 +93,9 @@ int cg_job_stats(const struct cg_job *j, struct cg_stats *ret);
 void cg_job_close_child_fds(struct cg_job *j);
 /* Removes the cgroup. -EBUSY while tasks are still leaving: call again later. */
 int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j);
+/* Closes what cg_job_destroy() kept for a retry (a cgroup it could not remove), removing
+ * nothing: for a job given up on. A no-op after a destroy that succeeded. */
+void cg_job_abandon(struct cg_job *j);
 /* Kills what is left and removes the cgroup, waiting up to 0.5 s for it to empty: for paths
  * that cannot come back later (stopping, a dead zygote). Returns cg_job_destroy()'s result. */
 int cg_job_remove_now(struct cg_ctx *ctx, struct cg_job *j);

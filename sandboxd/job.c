@@ -203,6 +203,9 @@ static void job_free(struct job *j)
 	close_fd(&j->fd_out);
 	close_fd(&j->fd_err);
 	close_fd(&j->fd_sync);
+	/* A cgroup given up on (still busy after the retries) leaves its fds here. */
+	if (j->cg_made)
+		cg_job_abandon(&j->cg);
 	free(j->out.data);
 	free(j->err.data);
 	free(j->result.data);

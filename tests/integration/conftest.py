@@ -222,7 +222,8 @@ class Daemon:
         """The daemon's fd count at rest: spares ready (wait_warm) and the daemon's fds the
         same for `settle` seconds, so that it has also closed its end of each spare's sync
         socket and finished the last job's (or canary's) cleanup."""
-        self.wait_warm()
+        if self.warm:
+            self.wait_warm()
         end = time.monotonic() + timeout
         seen, since = None, time.monotonic()
         while True:

@@ -19,6 +19,7 @@ import pxclient
 from pxclient import (ERROR, PING, PONG, RESULT, SUBMIT, E_BUSY, E_INVALID, E_PROTOCOL,
                       E_SHUTDOWN, frame, submit_frame)
 from conftest import GATEWAY_USER, script, wait_for
+from hostview import slot_fd_count
 
 SLEEP = "import time\ndef main():\n    time.sleep(%s)\n    return %r\n"
 
@@ -508,6 +509,7 @@ def test_a_slot_whose_job_cgroup_stays_busy_gets_new_kept_cgroups(start_daemon):
     if "cgroup v1 fallback" not in d.log():
         pytest.skip("cgroup v2 here: a job has one cgroup, made for it alone")
     seen, pinned = [], None
+    fds = d.idle_fd_count() - slot_fd_count(d.pid)
     try:
         for src in (sleeper(1, "a"), sleeper(1, "b")):
             c = d.client(timeout=60)  # the second waits for the first's 10 s of retries
@@ -526,6 +528,9 @@ def test_a_slot_whose_job_cgroup_stays_busy_gets_new_kept_cgroups(start_daemon):
         assert "cannot remove cgroup" in d.log()
         for kept in ("pids", "cpuacct"):
             assert a[kept] != b[kept] and f"/slot-{d.pid}-" in b[kept], (a, b)
+        # The fds of the cgroup given up on (and of the retired slot's) are closed.
+        wait_for(lambda: d.fd_count() - slot_fd_count(d.pid) == fds, timeout=15,
+                 what=f"the daemon's fds but its job slots' back to {fds}")
     finally:
         if pinned:
             os.rmdir(pinned)
