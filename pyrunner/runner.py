@@ -763,8 +763,10 @@ def warm_up():
     _job_stdio[:] = stdio_for_jobs()
     if _job_stdio:
         # Installed here, so a job has nothing to do (each step a job takes writes reference
-        # counts, and so copies pages). The zygote writes nothing through them: after this
-        # its Python only forks, and its own log lines go straight to fd 2 (write_all).
+        # counts, and so copies pages). The zygote's own log lines go straight to fd 2
+        # (write_all); after this its Python runs only at-fork hooks, and whatever one of
+        # them printed would go through these unbuffered, write-through streams to the
+        # zygote's fd 2, leaving nothing pending for a job to inherit.
         install_stdio(_job_stdio)
     numpy = sys.modules["numpy"]
     # Seeded in every job by set_state() (serve_warm), which leaves these two alone: the
@@ -779,6 +781,9 @@ def warm_up():
                           % failed).encode("utf-8", "backslashreplace"))
         except OSError:
             pass  # a log that takes no more is no reason to refuse warm jobs
+    # A job keeps this one (runner_main(warm=True)): set again after the imports and the
+    # rehearsal, whatever they did to it.
+    sys.path[:] = isolated_path()
     # Everything alive now is shared copy-on-write by every job; frozen, the collector never
     # walks (and so never writes to) these objects in a job.
     gc.collect()

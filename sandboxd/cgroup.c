@@ -134,8 +134,8 @@ int cg_job_create(struct cg_ctx *ctx, const struct cg_limits *lim, int slot, str
 	r = ctx->version == 2 ? cg_v2_job_create(ctx, lim, &j)
 			      : cg_v1_job_create(ctx, lim, slot, &j);
 	if (r < 0) {
-		cg_job_close_child_fds(&j);
 		(void)cg_job_destroy(ctx, &j);
+		cg_job_abandon(&j);
 		return r;
 	}
 	*ret = j;

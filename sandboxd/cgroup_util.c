@@ -181,7 +181,7 @@ int cgu_remove_stale(int base_fd, bool at_start, uint64_t *own_below)
 		return 0;
 	fd = -1; /* owned by d now */
 	while ((de = readdir(d))) {
-		/* A job's cgroup, or a job slot's (v1, struct cg_slot: slot-<pid>-<k>). */
+		/* A job's cgroup, or a job slot's (v1, struct cg_slot: slot-<pid>-<k>-<n>). */
 		bool slot = !strncmp(de->d_name, "slot-", 5);
 		if (!slot && strncmp(de->d_name, "job-", 4))
 			continue;

@@ -17,7 +17,7 @@ int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 int cgu_self_path(const char *ctrl, char *buf, size_t len);
 /* Kills what is left in job-* (and v1 slot-*) directories of daemons no longer running and
  * removes them, but not those of another sandboxd that is still running (job-<its pid>-<seq>,
- * slot-<its pid>-<k>). at_start: those with our pid count as stale too (a dead daemon had it
+ * slot-<its pid>-<k>-<n>). at_start: those with our pid count as stale too (a dead daemon had it
  * before us), each gets up to 1 s to empty, and *own_below is raised above the sequence number
  * of any job-* still busy; later, ours below *own_below are the only ones of ours treated as
  * stale. Returns how many are still there (busy: their tasks are still leaving). */

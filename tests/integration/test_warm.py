@@ -55,6 +55,14 @@ def test_default_jobs_run_in_a_spare_of_the_zygote(warm_daemon, run):
     assert "ok in" in warm_daemon.log_since_mark() and "(warm," in warm_daemon.log_since_mark()
 
 
+def test_a_warm_jobs_sys_path_is_a_cold_jobs(warm_daemon, run):
+    """The zygote sets it once, after its imports and rehearsal; a job keeps it."""
+    src = "import sys\ndef main():\n    return sys.path\n"
+    assert ok(run(src)) == ok(run(src, memory_mb=256)) == [
+        "/usr/lib/python311.zip", "/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload",
+        "/usr/lib/python3/dist-packages"]
+
+
 def test_jobs_with_their_own_limits_run_cold(warm_daemon, run):
     assert ok(run(EXE, memory_mb=256)) == PYTHON_EXE
     assert ok(run(EXE, timeout_ms=5000)) == PYTHON_EXE
