@@ -229,5 +229,6 @@ int cg_job_remove_now(struct cg_ctx *ctx, struct cg_job *j)
 	/* Killed tasks take a moment to leave (their memory is being freed): up to 0.5 s. */
 	for (int i = 0; (r = cg_job_destroy(ctx, j)) == -EBUSY && i < 50; i++)
 		usleep(10000);
+	cg_job_abandon(j); /* nothing comes back for what is left */
 	return r;
 }

@@ -97,5 +97,6 @@ int cg_job_destroy(struct cg_ctx *ctx, struct cg_job *j);
  * nothing: for a job given up on. A no-op after a destroy that succeeded. */
 void cg_job_abandon(struct cg_job *j);
 /* Kills what is left and removes the cgroup, waiting up to 0.5 s for it to empty: for paths
- * that cannot come back later (stopping, a dead zygote). Returns cg_job_destroy()'s result. */
+ * that cannot come back later (stopping, a dead zygote), so what it could not remove is
+ * abandoned (cg_job_abandon()). Returns cg_job_destroy()'s result. */
 int cg_job_remove_now(struct cg_ctx *ctx, struct cg_job *j);

@@ -90,9 +90,7 @@ static int v1_make(struct cg_ctx *ctx, int i, const char *name, int *dir_fd, int
 {
 	/* cpu and cpuacct are often one hierarchy ("cpu,cpuacct"): the second mkdir then finds
 	 * the directory the first one made, which is the same cgroup. */
-	bool shared = cgu_base_shared(ctx, i);
-
-	bool made = true;
+	bool shared = cgu_base_shared(ctx, i), made = true;
 	int r;
 
 	if (mkdirat(ctx->base_fd[i], name, 0755) < 0) {

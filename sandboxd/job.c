@@ -767,12 +767,13 @@ static void job_launch(struct job *j)
 	struct sbx *s = j->s;
 	struct event_base *b = s->base;
 	struct timeval tv = { j->timeout_ms / 1000, (j->timeout_ms % 1000) * 1000 };
-	struct job *sp = job_wants_warm(j) ? ready_spare(s, true) : NULL;
+	bool warm = job_wants_warm(j);
+	struct job *sp = warm ? ready_spare(s, true) : NULL;
 	int r = 0;
 
 	/* The spare it was admitted for was killed a moment ago (ready_spare): it waits for the
 	 * next one at the head of the line, where it was. */
-	if (!sp && job_wants_warm(j) && job_wait_for_spare(j, true))
+	if (!sp && warm && job_wait_for_spare(j, true))
 		return;
 	if (!sp)
 		j->slot = take_slot(s);

@@ -278,7 +278,6 @@ static int zygote_start(struct warm *w)
 fail:
 	cleanup_closep(&sp[0]);
 	cleanup_closep(&sp[1]);
-	cg_job_close_child_fds(&w->cg);
 	(void)cg_job_destroy(&s->cg, &w->cg);
 	cg_job_abandon(&w->cg); /* what a failed destroy kept */
 	w->cg_made = false;
@@ -322,7 +321,6 @@ static void zygote_gone(struct warm *w, bool at_exit)
 	reap_strays_later(w);
 	if (w->cg_made) {
 		(void)cg_job_remove_now(&w->s->cg, &w->cg);
-		cg_job_abandon(&w->cg); /* what a failed removal kept */
 		w->cg_made = false;
 	}
 }
