@@ -1,5 +1,6 @@
 """The host's view of the daemons under test, shared by the integration and gateway suites:
-polling for a condition, reading a process's /proc status, and finding job processes."""
+polling for a condition, reading a process's /proc status, and finding job processes and
+job cgroups."""
 import os
 import time
 
@@ -47,6 +48,35 @@ def slot_fd_count(sandboxd_pid):
         except OSError:
             pass
     return n
+
+
+def job_cgroups(pid, parents, warm=None):
+    """Job cgroups of sandboxd `pid` (job-<pid>-<seq>) under its parents, but those of the
+    warm path (each holds exactly one of the `warm` pids: the zygote or a waiting spare;
+    found on the host when not given). A v1 job slot's kept cgroups (slot-<pid>-*) count only
+    if a task is in them: between two of the slot's jobs they are empty."""
+    if warm is None:
+        warm = warm_pids(pid)
+    found = []
+    for parent in parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for n in names:
+            slot = n.startswith(f"slot-{pid}-")
+            if not slot and not n.startswith(f"job-{pid}-"):
+                continue
+            try:
+                with open(os.path.join(parent, n, "cgroup.procs")) as f:
+                    procs = {int(x) for x in f.read().split()}
+            except OSError:
+                procs = set()
+            if slot and not procs:
+                continue  # a slot's, between two of its jobs
+            if not (len(procs) == 1 and procs <= warm):
+                found.append(os.path.join(parent, n))
+    return sorted(found)
 
 
 def children_of(pid):

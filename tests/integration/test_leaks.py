@@ -10,6 +10,7 @@ import threading
 import time
 
 from conftest import children_of, script, wait_for
+import hostview
 from hostview import slot_fd_count, warm_pids
 
 KINDS = {
@@ -45,30 +46,11 @@ CONCURRENCY = 4
 
 
 def job_cgroups(daemon):
-    """Job cgroup directories (job-<pid>-*) the daemon left under any of its cgroup parents:
-    the v1 'pyexec' directories, or its own cgroup on v2, as its start-up line names them.
-    Those of the warm path (the zygote's, and each waiting spare's) hold exactly their one
-    process: left out. A v1 job slot's kept cgroups (slot-<pid>-*) count only if a task is
-    in them that is not a waiting spare: between two jobs they are empty."""
-    warm = warm_pids(daemon.pid, *daemon.uid_range)
-    found = []
-    for parent in daemon.cgroup_dirs():
-        if os.path.isdir(parent):
-            for d in os.listdir(parent):
-                path = os.path.join(parent, d)
-                slot = d.startswith(f"slot-{daemon.pid}-")
-                if not slot and not d.startswith(f"job-{daemon.pid}-"):
-                    continue
-                try:
-                    with open(os.path.join(path, "cgroup.procs")) as f:
-                        procs = {int(x) for x in f.read().split()}
-                except OSError:
-                    procs = set()
-                if slot and not procs:
-                    continue
-                if not (len(procs) == 1 and procs <= warm):
-                    found.append(path)
-    return found
+    """Job cgroup directories the daemon left under any of its cgroup parents (the v1 'pyexec'
+    directories, or its own cgroup on v2, as its start-up line names them): hostview's count,
+    with the warm path's processes of this daemon's uid range."""
+    return hostview.job_cgroups(daemon.pid, daemon.cgroup_dirs(),
+                                warm_pids(daemon.pid, *daemon.uid_range))
 
 
 def mounts():
