@@ -420,8 +420,13 @@ static void on_ready(struct warm *w, const struct zy_ready *m)
 		return;
 	}
 	arm_watchdog(w, 0);
-	log_info("zygote: ready in %llu ms (CPython, numpy, pandas warmed up in %llu ms)",
-		 (unsigned long long)ms_since(&w->started), (unsigned long long)m->init_ms);
+	log_info("zygote: ready in %llu ms (CPython, numpy, pandas warmed up in %llu ms; %lld MiB "
+		 "of its heap in huge pages)",
+		 (unsigned long long)ms_since(&w->started), (unsigned long long)m->init_ms,
+		 m->huge_kib > 0 ? (long long)m->huge_kib >> 10 : 0LL);
+	if (m->huge_kib < 0)
+		(void)log_warn_errno((int)m->huge_kib, "zygote: no transparent huge pages, so every warm "
+						 "job forks and exits slower");
 	w->state = W_VERIFYING;
 	warm_refill(w->s);
 	if (w->on_ready && !w->s->stopping)

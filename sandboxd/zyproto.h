@@ -13,7 +13,7 @@
 #include <linux/filter.h>
 #include <stdint.h>
 
-#define ZY_VERSION 1
+#define ZY_VERSION 2
 #define ZY_FD_CTL 3 /* the zygote's control socket */
 #define ZY_MAX_FILTER 4096 /* BPF instructions */
 
@@ -36,6 +36,7 @@ struct zy_ready {
 	uint32_t kind;
 	int32_t err; /* 0, or a positive errno: the zygote cannot serve and exits */
 	uint64_t init_ms; /* interpreter start and imports */
+	int64_t huge_kib; /* its heap in transparent huge pages (zygote/huge.c), or -errno */
 };
 
 /* fds, in this order: script_r, result_w, out_w, err_w, sync, then n_cg cgroup fds (v1:

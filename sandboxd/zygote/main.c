@@ -184,6 +184,10 @@ int main(int argc, char **argv)
 	r = read_init(&z);
 	if (r == 0)
 		r = zy_py_init(argv[1]);
+	/* Last: after the imports and the rehearsal, which grow the heap, and while /proc (for its
+	 * map) is still mounted. */
+	if (r == 0)
+		ready.huge_kib = zy_collapse_heap();
 	if (r == 0)
 		r = mnt_zygote_settle();
 	ready.err = r < 0 ? -r : 0;

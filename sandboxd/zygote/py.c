@@ -59,15 +59,29 @@ static int load_runner(void)
 	return 0;
 }
 
+static int start_failed(PyStatus st)
+{
+	fprintf(stderr, "pyexec-zygote: cannot start CPython: %s\n",
+		st.err_msg ? st.err_msg : "unknown error");
+	return -EINVAL;
+}
+
 int zy_py_init(const char *python)
 {
 	wchar_t wpython[256];
+	PyPreConfig pre;
 	PyConfig c;
 	PyStatus st;
 	int r;
 
 	if (mbstowcs(wpython, python, ARRAY_SIZE(wpython)) >= ARRAY_SIZE(wpython))
 		return -ENAMETOOLONG;
+	PyPreConfig_InitIsolatedConfig(&pre);
+	st = Py_PreInitialize(&pre);
+	if (PyStatus_Exception(st))
+		return start_failed(st);
+	if ((r = zy_arenas_open()) < 0)
+		return r;
 	/* -I: no environment variables, no user site, no script directory on the path. */
 	PyConfig_InitIsolatedConfig(&c);
 	c.site_import = 0;    /* -S */
@@ -81,16 +95,15 @@ int zy_py_init(const char *python)
 	if (!PyStatus_Exception(st))
 		st = Py_InitializeFromConfig(&c);
 	PyConfig_Clear(&c);
-	if (PyStatus_Exception(st)) {
-		fprintf(stderr, "pyexec-zygote: cannot start CPython: %s\n",
-			st.err_msg ? st.err_msg : "unknown error");
-		return -EINVAL;
-	}
+	if (PyStatus_Exception(st))
+		return start_failed(st);
 	if ((r = load_runner()) < 0)
 		return r;
 	/* Imports numpy, pandas and what the runner needs per job, runs one rehearsal job (our own
 	 * script), then gc.freeze(). */
-	return call_runner("warm_up");
+	r = call_runner("warm_up");
+	zy_arenas_close();
+	return r;
 }
 
 void zy_py_before_fork(void)

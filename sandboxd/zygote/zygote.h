@@ -5,6 +5,15 @@
  * freezes the heap. Returns 0 or -errno (the reason is on stderr). */
 int zy_py_init(const char *python);
 
+/* pymalloc's arenas in one region until zy_arenas_close(), for huge pages (arenas.c). Called
+ * after Py_PreInitialize(), before the interpreter allocates. */
+int zy_arenas_open(void);
+void zy_arenas_close(void);
+
+/* Moves the heap into transparent huge pages (huge.c). Returns how many KiB, or -errno when
+ * none could be. */
+long zy_collapse_heap(void);
+
 /* Around the clone of a spare, as os.fork() does. */
 void zy_py_before_fork(void);
 void zy_py_after_fork_parent(void);
