@@ -37,6 +37,7 @@ struct zy_ready {
 	int32_t err; /* 0, or a positive errno: the zygote cannot serve and exits */
 	uint64_t init_ms; /* interpreter start and imports */
 	int64_t huge_kib; /* its heap in transparent huge pages (zygote/huge.c), or -errno */
+	int64_t sealed; /* free blocks it took from its heaps (zygote/seal.c), or -errno */
 };
 
 /* fds, in this order: script_r, result_w, out_w, err_w, sync, then n_cg cgroup fds (v1:

@@ -170,6 +170,17 @@ static int read_init(struct zy_state *z)
 	return 0;
 }
 
+/* The heap as every spare will share it, once CPython is warm; best effort (how it went is in
+ * the ready message): a free block left costs a job a page copy, small pages cost its fork
+ * and exit more. */
+static void prepare_heap(struct zy_ready *ready)
+{
+	ready->sealed = zy_heap_seal();
+	zy_arenas_close(); /* after the sealing, which may take new pools */
+	/* Last, after everything that grows the heap, while /proc (for its map) is mounted. */
+	ready->huge_kib = zy_collapse_heap();
+}
+
 int main(int argc, char **argv)
 {
 	static struct zy_state z; /* 32 KiB of filter: not on the stack */
@@ -184,10 +195,8 @@ int main(int argc, char **argv)
 	r = read_init(&z);
 	if (r == 0)
 		r = zy_py_init(argv[1]);
-	/* Last: after the imports and the rehearsal, which grow the heap, and while /proc (for its
-	 * map) is still mounted. */
 	if (r == 0)
-		ready.huge_kib = zy_collapse_heap();
+		prepare_heap(&ready);
 	if (r == 0)
 		r = mnt_zygote_settle();
 	ready.err = r < 0 ? -r : 0;

@@ -101,9 +101,7 @@ int zy_py_init(const char *python)
 		return r;
 	/* Imports numpy, pandas and what the runner needs per job, runs one rehearsal job (our own
 	 * script), then gc.freeze(). */
-	r = call_runner("warm_up");
-	zy_arenas_close();
-	return r;
+	return call_runner("warm_up");
 }
 
 void zy_py_before_fork(void)

@@ -5,10 +5,14 @@
  * freezes the heap. Returns 0 or -errno (the reason is on stderr). */
 int zy_py_init(const char *python);
 
-/* pymalloc's arenas in one region until zy_arenas_close(), for huge pages (arenas.c). Called
- * after Py_PreInitialize(), before the interpreter allocates. */
+/* pymalloc's arenas in one region until zy_arenas_close(), for huge pages (arenas.c).
+ * zy_py_init() opens it, after Py_PreInitialize() and before the interpreter allocates. */
 int zy_arenas_open(void);
 void zy_arenas_close(void);
+
+/* Takes every free block of pymalloc and of glibc's heap (seal.c). Returns how many, or
+ * -errno. */
+int zy_heap_seal(void);
 
 /* Moves the heap into transparent huge pages (huge.c). Returns how many KiB, or -errno when
  * none could be. */
