@@ -764,9 +764,10 @@ def warm_up():
     if _job_stdio:
         # Installed here, so a job has nothing to do (each step a job takes writes reference
         # counts, and so copies pages). The zygote's own log lines go straight to fd 2
-        # (write_all); after this its Python runs only at-fork hooks, and whatever one of
-        # them printed would go through these unbuffered, write-through streams to the
-        # zygote's fd 2, leaving nothing pending for a job to inherit.
+        # (write_all); after this its Python runs at most the parent's at-fork hooks (only
+        # if it has another thread: zygote/main.c), and whatever one of them printed would go
+        # through these unbuffered, write-through streams to the zygote's fd 2, leaving
+        # nothing pending for a job to inherit.
         install_stdio(_job_stdio)
     numpy = sys.modules["numpy"]
     # Seeded in every job by set_state() (serve_warm), which leaves these two alone: the

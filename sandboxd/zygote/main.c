@@ -34,6 +34,7 @@ struct zy_state {
 	struct zy_init init;
 	struct mnt_plan plan; /* only tmp_bytes and tmp_inodes: a spare renews, never builds */
 	struct sc_filter filter;
+	bool threaded; /* another thread than ours was running when we got ready */
 };
 
 /* One packet and up to `max` fds; returns the byte count, 0 at EOF, or -errno. */
@@ -131,11 +132,19 @@ static long spawn_spare(const struct zy_state *z, const struct zy_spawn *req, co
 	};
 	long pid;
 
-	zy_py_before_fork();
+	/* os.fork() takes the import lock and runs the parent's at-fork hooks around the fork
+	 * (logging's and concurrent.futures' take and release their locks): that keeps another
+	 * thread from holding one of those across it. We have no other thread (a start that left
+	 * one still does it all), and the spare resets them all (PyOS_AfterFork_Child). Run, they
+	 * wrote to about 20 of our pages per spare, each shared with the last spare and so a
+	 * copy-on-write fault here, and split our huge pages (huge.c) one by one. */
+	if (z->threaded)
+		zy_py_before_fork();
 	pid = syscall(SYS_clone3, &args, sizeof(args));
 	if (pid == 0)
 		spare_main(z, fds, n_fds, v2);
-	zy_py_after_fork_parent();
+	if (z->threaded)
+		zy_py_after_fork_parent();
 	return pid < 0 ? -errno : pid;
 }
 
@@ -173,6 +182,24 @@ static int read_init(struct zy_state *z)
 /* The heap as every spare will share it, once CPython is warm; best effort (how it went is in
  * the ready message): a free block left costs a job a page copy, small pages cost its fork
  * and exit more. */
+/* True unless /proc/self/status says "Threads: 1" (a status we cannot read says nothing). */
+static bool threaded(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[128];
+	bool more = true;
+
+	if (!f)
+		return true;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "Threads:", 8) == 0) {
+			more = strtol(line + 8, NULL, 10) != 1;
+			break;
+		}
+	fclose(f);
+	return more;
+}
+
 static void prepare_heap(struct zy_ready *ready)
 {
 	ready->sealed = zy_heap_seal();
@@ -197,6 +224,7 @@ int main(int argc, char **argv)
 		r = zy_py_init(argv[1]);
 	if (r == 0)
 		prepare_heap(&ready);
+	z.threaded = threaded(); /* while /proc is mounted */
 	if (r == 0)
 		r = mnt_zygote_settle();
 	ready.err = r < 0 ? -r : 0;

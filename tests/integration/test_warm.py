@@ -336,6 +336,15 @@ def test_the_zygote_never_holds_a_script_or_result(warm_daemon, run):
         assert marker.encode() not in f.read()
 
 
+def test_the_zygote_runs_alone(warm_daemon):
+    """One thread: so it forks its spares without the parent's at-fork hooks (zygote/main.c),
+    which only guard locks against other threads. A library that started a thread at import
+    (numexpr, OpenBLAS) would bring them back, slower."""
+    warm_daemon.wait_warm()
+    assert os.listdir(f"/proc/{zygote_pid(warm_daemon)}/task") == [
+        str(zygote_pid(warm_daemon))]
+
+
 def test_the_zygote_shares_no_writable_memory_with_jobs(warm_daemon):
     """Jobs are forks of the zygote: a MAP_SHARED writable mapping in it would be one page
     every job (and the zygote) writes to. There is none; everything else is copy-on-write."""
