@@ -10,10 +10,11 @@
  * 10.4 ms of CPU per job before, 217.7 at 9.0 ms with this and arenas.c; the zygote's fork
  * went from 1.8 to 1.3 ms, a job's exit from 1.9 to 1.3 ms.
  *
- * MADV_COLLAPSE (Linux 6.1) ignores the host's THP mode ("madvise" on Debian) and changes no
- * mapping's flags: memory a spare maps later still comes in 4 KiB pages, so a job pays for no
- * huge page of its own. Best effort: on an older kernel, or with no 2 MiB of contiguous free
- * memory, the zygote only stays slower.
+ * MADV_COLLAPSE (Linux 6.1) ignores the host's THP mode and changes no mapping's flags: what a
+ * spare maps later comes in the pages the host's mode gives it (4 KiB with "madvise", Debian's
+ * default), as before. Best effort: a range the kernel will not collapse (none of it resident,
+ * no 2 MiB of contiguous free memory, a kernel before 6.1) stays in small pages; only what
+ * the zygote forks and exits costs more.
  */
 #include "zygote.h"
 
@@ -32,9 +33,9 @@
 #endif
 
 /* The memory one page-middle-directory entry maps: a page of 8-byte entries, each a page. */
-static uintptr_t pmd_size(void)
+size_t zy_huge_bytes(void)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	return page * (page / 8);
 }
@@ -50,14 +51,14 @@ long zy_collapse_heap(void)
 {
 	FILE *maps = fopen("/proc/self/maps", "re");
 	_cleanup_free_ char *line = NULL;
-	uintptr_t huge = pmd_size();
+	uintptr_t huge = zy_huge_bytes();
 	size_t cap = 0;
 	long done = 0;
-	int r = 0;
+	int first_err = 0;
 
 	if (!maps)
 		return -errno;
-	while (r == 0 && getline(&line, &cap, maps) > 0) {
+	while (getline(&line, &cap, maps) > 0) {
 		uintptr_t lo, hi, a, b;
 		char perms[5], path[16] = "";
 
@@ -68,17 +69,16 @@ long zy_collapse_heap(void)
 			continue;
 		a = (lo + huge - 1) & ~(huge - 1);
 		b = hi & ~(huge - 1);
-		/* Only whole huge pages inside the mapping: the kernel collapses no others. */
+		/* Only whole huge pages inside the mapping, each on its own: one the kernel refuses
+		 * (EINVAL for a range with nothing resident, EAGAIN or ENOMEM) says nothing of the
+		 * next. */
 		for (; a < b; a += huge) {
-			if (madvise((void *)a, huge, MADV_COLLAPSE) == 0) {
+			if (madvise((void *)a, huge, MADV_COLLAPSE) == 0)
 				done += (long)(huge >> 10);
-			} else if (errno == EINVAL || errno == EPERM) {
-				r = -errno; /* no THP here (an older kernel, or "never") */
-				break;
-			}
-			/* EAGAIN, ENOMEM: this one stays in small pages; the next may not. */
+			else if (!first_err)
+				first_err = errno;
 		}
 	}
 	fclose(maps);
-	return r < 0 && done == 0 ? r : done;
+	return done == 0 && first_err ? -first_err : done;
 }

@@ -34,6 +34,7 @@ struct zy_state {
 	struct zy_init init;
 	struct mnt_plan plan; /* only tmp_bytes and tmp_inodes: a spare renews, never builds */
 	struct sc_filter filter;
+	struct zy_arenas arenas;
 	bool threaded; /* another thread than ours was running when we got ready */
 };
 
@@ -179,9 +180,6 @@ static int read_init(struct zy_state *z)
 	return 0;
 }
 
-/* The heap as every spare will share it, once CPython is warm; best effort (how it went is in
- * the ready message): a free block left costs a job a page copy, small pages cost its fork
- * and exit more. */
 /* True unless /proc/self/status says "Threads: 1" (a status we cannot read says nothing). */
 static bool threaded(void)
 {
@@ -200,12 +198,22 @@ static bool threaded(void)
 	return more;
 }
 
-static void prepare_heap(struct zy_ready *ready)
+/* The heap as every spare will share it, once CPython is warm, while /proc is still mounted.
+ * Best effort (how it went is in the ready message): a free block left costs a job a page
+ * copy, small pages cost its fork and exit more. In this order: pymalloc's blocks while its
+ * arenas are still carved (the last ones it takes may need a new pool); what reads /proc
+ * through stdio, whose buffers come and go, before glibc's blocks are taken; the huge pages
+ * before glibc's blocks too, which only fill the heap's gaps and top. */
+static void prepare_heap(struct zy_state *z, struct zy_ready *ready)
 {
-	ready->sealed = zy_heap_seal();
-	zy_arenas_close(); /* after the sealing, which may take new pools */
-	/* Last, after everything that grows the heap, while /proc (for its map) is mounted. */
+	long py, libc;
+
+	py = zy_seal_pymalloc(&ready->seal_left);
+	zy_arenas_close(&z->arenas);
+	z->threaded = threaded();
 	ready->huge_kib = zy_collapse_heap();
+	libc = zy_seal_glibc();
+	ready->sealed = py < 0 ? py : libc < 0 ? libc : py + libc;
 }
 
 int main(int argc, char **argv)
@@ -221,10 +229,9 @@ int main(int argc, char **argv)
 	}
 	r = read_init(&z);
 	if (r == 0)
-		r = zy_py_init(argv[1]);
+		r = zy_py_init(argv[1], &z.arenas);
 	if (r == 0)
-		prepare_heap(&ready);
-	z.threaded = threaded(); /* while /proc is mounted */
+		prepare_heap(&z, &ready);
 	if (r == 0)
 		r = mnt_zygote_settle();
 	ready.err = r < 0 ? -r : 0;

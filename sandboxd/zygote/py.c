@@ -6,6 +6,13 @@
 
 #include "zygote.h"
 
+/* What this file, arenas.c, seal.c and main.c's forks without PyOS_BeforeFork() rely on was
+ * checked against CPython 3.11 (its arena and pool sizes, its at-fork work): a newer one
+ * needs that done again. */
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "pyexec-zygote is written for CPython 3.11"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -66,7 +73,7 @@ static int start_failed(PyStatus st)
 	return -EINVAL;
 }
 
-int zy_py_init(const char *python)
+int zy_py_init(const char *python, struct zy_arenas *arenas)
 {
 	wchar_t wpython[256];
 	PyPreConfig pre;
@@ -80,8 +87,8 @@ int zy_py_init(const char *python)
 	st = Py_PreInitialize(&pre);
 	if (PyStatus_Exception(st))
 		return start_failed(st);
-	if ((r = zy_arenas_open()) < 0)
-		return r;
+	/* Best effort: without the region, CPython's own arenas, only fewer huge pages. */
+	(void)zy_arenas_open(arenas);
 	/* -I: no environment variables, no user site, no script directory on the path. */
 	PyConfig_InitIsolatedConfig(&c);
 	c.site_import = 0;    /* -S */

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,16 +29,19 @@ PyAPI_FUNC(int) _PyObject_DebugMallocStats(FILE *out);
 
 #define POOL_BYTES 16384 /* CPython 3.11's POOL_SIZE */
 #define POOL_HEADER_BYTES 48 /* its pool header, rounded up to the block alignment */
+#define BIG_BLOCK 512 /* its largest size class */
 
-/* pymalloc: every free block of each size class's used pools, then the freed pools of its
- * arenas (a job's next new pool would be one), all taken as 512-byte blocks. */
-static int seal_pymalloc(void)
+/* pymalloc's report: each size class's block size and free blocks in used pools, and the
+ * arenas' unused pools. Returns the free blocks it lists (a pool counts as its 512-byte
+ * blocks), taking them when `take` is set, or -errno. */
+static long pymalloc_free_blocks(bool take)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
-	unsigned taken = 0, unused = 0;
+	unsigned per_pool = (POOL_BYTES - POOL_HEADER_BYTES) / BIG_BLOCK;
 	char *line, *save = NULL;
+	long blocks = 0;
 
 	if (!f)
 		return -errno;
@@ -47,43 +51,68 @@ static int seal_pymalloc(void)
 	}
 	if (fclose(f) != 0)
 		return -errno;
-	/* "class size num_pools blocks_in_use avail_blocks", then "N unused pools * ...". */
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned cls, size, pools, used, avail;
+		unsigned cls, size, pools, used, avail, unused;
+		int end = 0;
 
-		if (sscanf(line, " %u %u %u %u %u", &cls, &size, &pools, &used, &avail) == 5) {
-			for (unsigned i = 0; i < avail; i++, taken++)
-				if (!PyObject_Malloc(size))
-					return -ENOMEM;
-		} else if (sscanf(line, "%u unused pools", &unused) == 1) {
-			size_t blocks = unused * ((POOL_BYTES - POOL_HEADER_BYTES) / 512);
-
-			for (size_t i = 0; i < blocks; i++, taken++)
-				if (!PyObject_Malloc(512))
-					return -ENOMEM;
+		/* "class size num_pools blocks_in_use avail_blocks" */
+		if (sscanf(line, " %u %u %u %u %u %n", &cls, &size, &pools, &used, &avail, &end) ==
+			    5 &&
+		    line[end] == '\0') {
+			/* taken below */
+		} else if (sscanf(line, "%u unused pools %n", &unused, &end) == 1 && end > 0) {
+			size = BIG_BLOCK; /* each unused pool is taken by the next new pool's blocks */
+			avail = unused * per_pool;
+		} else {
+			continue;
 		}
+		blocks += avail;
+		for (unsigned i = 0; take && i < avail; i++)
+			if (!PyObject_Malloc(size))
+				return -ENOMEM;
 	}
+	return blocks;
+}
+
+int zy_seal_pymalloc(long *ret_left)
+{
+	long taken = pymalloc_free_blocks(true), left;
+
+	if (taken < 0)
+		return (int)taken;
+	left = pymalloc_free_blocks(false);
+	if (left < 0)
+		return (int)left;
+	*ret_left = left;
 	return (int)taken;
 }
 
-/* glibc: its per-size caches (tcache, 7 blocks of each size up to 1032 bytes), then every
- * free chunk in the heap, split into the smallest blocks until one comes from the top. */
-static int seal_glibc(void)
+/* glibc: per size up to 1032 bytes (its tcache's), blocks until one comes from the top of the
+ * heap, so that neither the cache nor the bins behind it hold one; then what is left of the
+ * larger free chunks, split into the smallest blocks. */
+int zy_seal_glibc(void)
 {
 	struct mallinfo2 mi;
 	char *top;
-	size_t limit;
 	int taken = 0;
 
-	malloc_trim(0); /* merges the fast bins into chunks the loop below can split */
-	for (size_t chunk = 32; chunk <= 1040; chunk += 16)
-		for (int i = 0; i < 7; i++, taken++)
-			if (!malloc(chunk - 8))
-				return -ENOMEM;
+	malloc_trim(0); /* merges the fast bins into chunks the loops below can split */
 	mi = mallinfo2();
 	top = (char *)sbrk(0) - mi.keepcost;
-	limit = mi.fordblks / 32 + 1;
-	for (size_t i = 0; i < limit; i++, taken++) {
+	for (size_t chunk = 32; chunk <= 1040; chunk += 16) {
+		size_t limit = mi.fordblks / chunk + 8; /* the cache's 7, and the bins' */
+
+		for (size_t i = 0; i < limit; i++, taken++) {
+			char *p = malloc(chunk - 8);
+
+			if (!p)
+				return -ENOMEM;
+			if (p >= top)
+				break;
+		}
+	}
+	mi = mallinfo2();
+	for (size_t i = 0, limit = mi.fordblks / 32 + 1; i < limit; i++, taken++) {
 		char *p = malloc(24);
 
 		if (!p)
@@ -92,14 +121,4 @@ static int seal_glibc(void)
 			break;
 	}
 	return taken;
-}
-
-int zy_heap_seal(void)
-{
-	int py = seal_pymalloc(), libc;
-
-	if (py < 0)
-		return py;
-	libc = seal_glibc();
-	return libc < 0 ? libc : py + libc;
 }

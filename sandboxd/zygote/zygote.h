@@ -1,18 +1,36 @@
 /* zygote.h - pyexec-zygote, the warm path's template process (see main.c). */
 #pragma once
 
-/* Starts CPython like `python3.11 -I -S -B -u`, loads the runner, imports numpy and pandas and
- * freezes the heap. Returns 0 or -errno (the reason is on stderr). */
-int zy_py_init(const char *python);
+#include <stdbool.h>
+#include <stddef.h>
 
-/* pymalloc's arenas in one region until zy_arenas_close(), for huge pages (arenas.c).
- * zy_py_init() opens it, after Py_PreInitialize() and before the interpreter allocates. */
-int zy_arenas_open(void);
-void zy_arenas_close(void);
+/* pymalloc's arenas carved from one region while the zygote warms up (arenas.c). */
+struct zy_arenas {
+	char *base;	/* NULL: the region could not be made; arenas are CPython's own */
+	size_t size;	/* the region's bytes */
+	size_t used;	/* carved, from base up */
+	bool open;	/* still carving */
+	size_t n_holes; /* arenas freed inside the region, to hand out again */
+	void *holes[64];
+};
 
-/* Takes every free block of pymalloc and of glibc's heap (seal.c). Returns how many, or
- * -errno. */
-int zy_heap_seal(void);
+/* Starts CPython like `python3.11 -I -S -B -u` with its arenas in `arenas`, loads the runner,
+ * imports numpy and pandas and freezes the heap. Returns 0 or -errno (the reason is on
+ * stderr). */
+int zy_py_init(const char *python, struct zy_arenas *arenas);
+
+/* Installs the arena allocator (after Py_PreInitialize(), before the interpreter allocates);
+ * returns 0 or -errno, and then CPython keeps its own. zy_arenas_close() ends the carving. */
+int zy_arenas_open(struct zy_arenas *a);
+void zy_arenas_close(struct zy_arenas *a);
+
+/* Take every free block (seal.c): of pymalloc, while the arenas are still carved (how many
+ * stay free after is *ret_left), and of glibc's heap. Return how many, or -errno. */
+int zy_seal_pymalloc(long *ret_left);
+int zy_seal_glibc(void);
+
+/* The size of a transparent huge page (huge.c). */
+size_t zy_huge_bytes(void);
 
 /* Moves the heap into transparent huge pages (huge.c). Returns how many KiB, or -errno when
  * none could be. */

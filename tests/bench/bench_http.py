@@ -296,8 +296,8 @@ def main():
     floor = fork_floor()
     if floor:
         w = rows[("pandas", "warm")]
-        print(f"pandas: the kernel's floor on this machine (fork_floor.py: a fork of a numpy+pandas "
-              f"interpreter per job, no jail, no daemons): {floor['jobs_s']:.0f} jobs/s, "
+        print(f"pandas: the kernel's floor on this machine (fork_floor.py: a plain fork of a "
+              f"numpy+pandas interpreter per job, no jail, no daemons): {floor['jobs_s']:.0f} jobs/s, "
               f"{floor['cpu_ms']:.1f} CPU ms/job; the warm path reaches {w[4] / floor['jobs_s']:.0%} "
               f"of it at {w[5]:.1f} CPU ms/job")
     else:

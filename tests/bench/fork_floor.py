@@ -6,8 +6,10 @@ Like the zygote, it imports numpy and pandas and freezes the collector; then one
 forks a child per job, and the child runs the SEED pandas example (compile, exec, main(), the
 result to JSON) and exits. Fork (copying the page tables of a ~65 MB interpreter), the
 copy-on-write faults the job's reference counts cause, and exit (unmapping it all) are paid
-exactly as a warm job pays them; namespaces, cgroups, seccomp, mounts, the runner's framing
-and both daemons are not. Prints one JSON line: jobs/s, CPU ms per job of the whole machine
+as a plain fork pays them; namespaces, cgroups, seccomp, mounts, the runner's framing and
+both daemons are not. The zygote does better than a plain fork on that part (its heap in huge
+pages, its free blocks taken: sandboxd/zygote/huge.c, seal.c), so the floor is a yardstick
+from the same run, not a bound. Prints one JSON line: jobs/s, CPU ms per job of the whole machine
 (as bench_http.py counts a warm job's) and of this floor's own processes; "ok" is false when
 any job failed.
 
