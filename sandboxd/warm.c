@@ -421,13 +421,16 @@ static void on_ready(struct warm *w, const struct zy_ready *m)
 	}
 	arm_watchdog(w, 0);
 	log_info("zygote: ready in %llu ms (CPython, numpy, pandas warmed up in %llu ms; %lld MiB "
-		 "of its heap in huge pages, %lld free blocks taken, %lld left)",
+		 "of its heap in huge pages; free blocks taken: pymalloc %lld, %lld left, glibc "
+		 "%lld, %lld bytes left)",
 		 (unsigned long long)ms_since(&w->started), (unsigned long long)m->init_ms,
 		 m->huge_kib > 0 ? (long long)m->huge_kib >> 10 : 0LL,
-		 m->sealed > 0 ? (long long)m->sealed : 0LL, (long long)m->seal_left);
-	if (m->sealed < 0)
-		(void)log_warn_errno((int)m->sealed, "zygote: its heaps keep free blocks, so every "
-						       "warm job copies more pages");
+		 m->py_taken > 0 ? (long long)m->py_taken : 0LL, (long long)m->py_left,
+		 m->libc_taken > 0 ? (long long)m->libc_taken : 0LL, (long long)m->libc_left);
+	if (m->py_taken < 0 || m->libc_taken < 0)
+		(void)log_warn_errno((int)(m->py_taken < 0 ? m->py_taken : m->libc_taken),
+				     "zygote: its heaps keep free blocks, so every warm job copies "
+				     "more pages");
 	if (m->huge_kib < 0)
 		(void)log_warn_errno((int)m->huge_kib, "zygote: its heap stays in small pages, so "
 						 "every warm job forks and exits slower");

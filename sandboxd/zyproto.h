@@ -13,7 +13,7 @@
 #include <linux/filter.h>
 #include <stdint.h>
 
-#define ZY_VERSION 3
+#define ZY_VERSION 4
 #define ZY_FD_CTL 3 /* the zygote's control socket */
 #define ZY_MAX_FILTER 4096 /* BPF instructions */
 
@@ -37,8 +37,9 @@ struct zy_ready {
 	int32_t err; /* 0, or a positive errno: the zygote cannot serve and exits */
 	uint64_t init_ms; /* interpreter start and imports */
 	int64_t huge_kib; /* its heap in transparent huge pages (zygote/huge.c), or -errno */
-	int64_t sealed; /* free blocks it took from its heaps (zygote/seal.c), or -errno */
-	int64_t seal_left; /* pymalloc's blocks still free after that: 0 */
+	/* Free blocks it took from its heaps (zygote/seal.c), or -errno, and what stays free
+	 * after (pymalloc's blocks, glibc's bytes; -1: not known). */
+	int64_t py_taken, py_left, libc_taken, libc_left;
 };
 
 /* fds, in this order: script_r, result_w, out_w, err_w, sync, then n_cg cgroup fds (v1:

@@ -66,6 +66,7 @@ int zy_arenas_open(struct zy_arenas *a)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uintptr_t start, end;
 
+	*a = (struct zy_arenas){ 0 };
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Aligned, so that its huge pages begin at its start: the slack at both ends goes. */

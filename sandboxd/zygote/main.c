@@ -203,17 +203,19 @@ static bool threaded(void)
  * copy, small pages cost its fork and exit more. In this order: pymalloc's blocks while its
  * arenas are still carved (the last ones it takes may need a new pool); what reads /proc
  * through stdio, whose buffers come and go, before glibc's blocks are taken; the huge pages
- * before glibc's blocks too, which only fill the heap's gaps and top. */
+ * before glibc's blocks too, which only fill the heap's gaps and grow its top. */
 static void prepare_heap(struct zy_state *z, struct zy_ready *ready)
 {
-	long py, libc;
+	long left = -1;
 
-	py = zy_seal_pymalloc(&ready->seal_left);
+	ready->py_taken = zy_seal_pymalloc(&left);
+	ready->py_left = left;
 	zy_arenas_close(&z->arenas);
 	z->threaded = threaded();
 	ready->huge_kib = zy_collapse_heap();
-	libc = zy_seal_glibc();
-	ready->sealed = py < 0 ? py : libc < 0 ? libc : py + libc;
+	left = -1;
+	ready->libc_taken = zy_seal_glibc(&left);
+	ready->libc_left = left;
 }
 
 int main(int argc, char **argv)

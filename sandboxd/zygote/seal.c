@@ -74,29 +74,29 @@ static long pymalloc_free_blocks(bool take)
 	return blocks;
 }
 
-int zy_seal_pymalloc(long *ret_left)
+long zy_seal_pymalloc(long *ret_left)
 {
 	long taken = pymalloc_free_blocks(true), left;
 
 	if (taken < 0)
-		return (int)taken;
+		return taken;
 	left = pymalloc_free_blocks(false);
 	if (left < 0)
-		return (int)left;
+		return left;
 	*ret_left = left;
-	return (int)taken;
+	return taken;
 }
 
 /* glibc: per size up to 1032 bytes (its tcache's), blocks until one comes from the top of the
- * heap, so that neither the cache nor the bins behind it hold one; then what is left of the
- * larger free chunks, split into the smallest blocks. */
-int zy_seal_glibc(void)
+ * heap, so that neither the cache nor the fast and small bins behind it hold one; then what is
+ * left of the larger free chunks, split into the smallest blocks. (No malloc_trim() first: it
+ * would give back pages inside free chunks, and so split the huge pages huge.c made.) */
+long zy_seal_glibc(long *ret_left)
 {
 	struct mallinfo2 mi;
 	char *top;
-	int taken = 0;
+	long taken = 0;
 
-	malloc_trim(0); /* merges the fast bins into chunks the loops below can split */
 	mi = mallinfo2();
 	top = (char *)sbrk(0) - mi.keepcost;
 	for (size_t chunk = 32; chunk <= 1040; chunk += 16) {
@@ -120,5 +120,7 @@ int zy_seal_glibc(void)
 		if (p >= top)
 			break;
 	}
+	mi = mallinfo2();
+	*ret_left = (long)(mi.fordblks - mi.keepcost); /* free bytes below the top */
 	return taken;
 }

@@ -24,10 +24,11 @@ int zy_py_init(const char *python, struct zy_arenas *arenas);
 int zy_arenas_open(struct zy_arenas *a);
 void zy_arenas_close(struct zy_arenas *a);
 
-/* Take every free block (seal.c): of pymalloc, while the arenas are still carved (how many
- * stay free after is *ret_left), and of glibc's heap. Return how many, or -errno. */
-int zy_seal_pymalloc(long *ret_left);
-int zy_seal_glibc(void);
+/* Take every free block (seal.c): of pymalloc, while the arenas are still carved, and of
+ * glibc's heap. Return how many, or -errno; *ret_left is what stays free after (pymalloc's
+ * blocks, glibc's bytes below the top of its heap). */
+long zy_seal_pymalloc(long *ret_left);
+long zy_seal_glibc(long *ret_left);
 
 /* The size of a transparent huge page (huge.c). */
 size_t zy_huge_bytes(void);
