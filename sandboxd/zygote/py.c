@@ -83,6 +83,8 @@ int zy_py_init(const char *python, struct zy_arenas *arenas)
 
 	if (mbstowcs(wpython, python, ARRAY_SIZE(wpython)) >= ARRAY_SIZE(wpython))
 		return -ENAMETOOLONG;
+	/* Pre-initialised apart (as -I would have it), so that the arena allocator is in place
+	 * before the interpreter allocates anything. */
 	PyPreConfig_InitIsolatedConfig(&pre);
 	st = Py_PreInitialize(&pre);
 	if (PyStatus_Exception(st))

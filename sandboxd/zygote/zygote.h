@@ -37,7 +37,8 @@ size_t zy_huge_bytes(void);
  * none could be. */
 long zy_collapse_heap(void);
 
-/* Around the clone of a spare, as os.fork() does. */
+/* Around the clone of a spare, as os.fork() does; the first two only while the zygote has
+ * another thread (main.c, spawn_spare). */
 void zy_py_before_fork(void);
 void zy_py_after_fork_parent(void);
 void zy_py_after_fork_child(void);
