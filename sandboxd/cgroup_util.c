@@ -72,7 +72,7 @@ int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
 	if (r < 0)
 		return r;
 	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		if (!strncmp(line, key, klen) && line[klen] == ' ') {
+		if (!strncmp(line, key, klen) && (line[klen] == ' ' || line[klen] == '\t')) {
 			*ret = strtoull(line + klen + 1, NULL, 10);
 			return 0;
 		}

@@ -11,7 +11,8 @@ int cgu_write_u64(int dirfd, const char *file, uint64_t v);
 /* Reads a small cgroupfs file into buf (NUL-terminated). Returns bytes or -errno. */
 int cgu_read(int dirfd, const char *file, char *buf, size_t len);
 int cgu_read_u64(int dirfd, const char *file, uint64_t *ret);
-/* Finds "key N" in a flat-keyed file such as memory.events or cpu.stat. */
+/* Finds "key N" (a space or a tab between) in a flat-keyed file such as memory.events,
+ * cpu.stat or /proc/self/status. */
 int cgu_read_key(int dirfd, const char *file, const char *key, uint64_t *ret);
 /* Our own path in a hierarchy from /proc/self/cgroup: "" for v2, a controller name for v1. */
 int cgu_self_path(const char *ctrl, char *buf, size_t len);

@@ -10,6 +10,7 @@
  * result or a job's output, and never runs code a client sent.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup_util.h"
 #include "cleanup.h"
 #include "jail.h"
 #include "mounts.h"
@@ -183,19 +185,9 @@ static int read_init(struct zy_state *z)
 /* True unless /proc/self/status says "Threads: 1" (a status we cannot read says nothing). */
 static bool threaded(void)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	char line[128];
-	bool more = true;
+	uint64_t n;
 
-	if (!f)
-		return true;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "Threads:", 8) == 0) {
-			more = strtol(line + 8, NULL, 10) != 1;
-			break;
-		}
-	fclose(f);
-	return more;
+	return cgu_read_key(AT_FDCWD, "/proc/self/status", "Threads:", &n) < 0 || n != 1;
 }
 
 /* The heap as every spare will share it, once CPython is warm, while /proc is still mounted.

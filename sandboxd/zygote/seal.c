@@ -91,35 +91,40 @@ long zy_seal_pymalloc(long *ret_left)
  * heap, so that neither the cache nor the fast and small bins behind it hold one; then what is
  * left of the larger free chunks, split into the smallest blocks. (No malloc_trim() first: it
  * would give back pages inside free chunks, and so split the huge pages huge.c made.) */
-long zy_seal_glibc(long *ret_left)
+/* Blocks of `request` bytes until one comes from `top` on, at most `limit`: how many, or
+ * -ENOMEM. */
+static long take_until_top(size_t request, size_t limit, const char *top)
 {
-	struct mallinfo2 mi;
-	char *top;
-	long taken = 0;
+	long n = 0;
 
-	mi = mallinfo2();
-	top = (char *)sbrk(0) - mi.keepcost;
-	for (size_t chunk = 32; chunk <= 1040; chunk += 16) {
-		size_t limit = mi.fordblks / chunk + 8; /* the cache's 7, and the bins' */
-
-		for (size_t i = 0; i < limit; i++, taken++) {
-			char *p = malloc(chunk - 8);
-
-			if (!p)
-				return -ENOMEM;
-			if (p >= top)
-				break;
-		}
-	}
-	mi = mallinfo2();
-	for (size_t i = 0, limit = mi.fordblks / 32 + 1; i < limit; i++, taken++) {
-		char *p = malloc(24);
+	while ((size_t)n < limit) {
+		char *p = malloc(request);
 
 		if (!p)
 			return -ENOMEM;
+		n++;
 		if (p >= top)
 			break;
 	}
+	return n;
+}
+
+long zy_seal_glibc(long *ret_left)
+{
+	struct mallinfo2 mi = mallinfo2();
+	char *top = (char *)sbrk(0) - mi.keepcost;
+	long taken = 0, n;
+
+	for (size_t chunk = 32; chunk <= 1040; chunk += 16) {
+		/* the cache's 7, and the bins' */
+		if ((n = take_until_top(chunk - 8, mi.fordblks / chunk + 8, top)) < 0)
+			return n;
+		taken += n;
+	}
+	mi = mallinfo2();
+	if ((n = take_until_top(24, mi.fordblks / 32 + 1, top)) < 0)
+		return n;
+	taken += n;
 	mi = mallinfo2();
 	*ret_left = (long)(mi.fordblks - mi.keepcost); /* free bytes below the top */
 	return taken;
